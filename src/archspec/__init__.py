@@ -1,0 +1,35 @@
+"""archspec: a declarative architecture compiler.
+
+Write a network once as a YAML graph of primitives and reusable blocks; archspec validates it,
+infers every shape statically, compiles it to a ``torch.nn.Module`` and renders diagrams.
+
+>>> import archspec
+>>> graph = archspec.analyze("specs/lenet.yaml")      # static: no torch import
+>>> model = archspec.build("specs/lenet.yaml")         # a torch.fx.GraphModule
+"""
+
+from __future__ import annotations
+
+from .api import DEFAULT_MAX_PARAMS, analyze, build
+from .errors import ArchspecError, Diagnostic, Span
+from .ir import Graph, Group, Node
+from .ops import Counts, Op, OpParams, ShapeError, register_op
+
+__all__ = [
+    "DEFAULT_MAX_PARAMS",
+    "ArchspecError",
+    "Counts",
+    "Diagnostic",
+    "Graph",
+    "Group",
+    "Node",
+    "Op",
+    "OpParams",
+    "ShapeError",
+    "Span",
+    "analyze",
+    "build",
+    "register_op",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,96 @@
+"""The Python API: read → validate → expand/infer (:func:`analyze`), and → PyTorch (:func:`build`).
+
+:func:`analyze` never imports torch; :func:`build` does, through :mod:`archspec.lower_torch`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ArchspecError, Diagnostic, Span
+from .expand import expand
+from .ir import Graph
+from .ops import Shape
+from .source import LocMap, load_yaml_text, read_file
+from .spec import validate_document
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["DEFAULT_MAX_PARAMS", "analyze", "build", "read_spec"]
+
+#: ``build`` refuses to allocate a model with more parameters than this unless told otherwise.
+DEFAULT_MAX_PARAMS = 2_000_000_000
+
+SpecSource = str | os.PathLike[str] | Graph
+
+
+def read_spec(source: str | os.PathLike[str]) -> tuple[LocMap, str]:
+    """Read a spec from a path, or from YAML text when ``source`` is a string containing a newline."""
+    if isinstance(source, str) and "\n" in source:
+        data, path = load_yaml_text(source, "<string>"), "<string>"
+    else:
+        data, path = read_file(source)
+    return data, path
+
+
+def analyze(
+    source: SpecSource,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    input_shape: Shape | None = None,
+) -> Graph:
+    """Validate a spec and infer every node's shape, parameters and MACs, without importing torch.
+
+    ``source`` is a path, YAML text (a string with a newline), or an already analysed
+    :class:`~archspec.ir.Graph` (returned as is).  ``overrides`` set top-level parameters;
+    ``input_shape`` replaces the spec's ``input``.  Raises :class:`ArchspecError` on any problem.
+    """
+    if isinstance(source, Graph):
+        return source
+    data, path = read_spec(source)
+    doc = validate_document(data, path)
+    return expand(doc, data, path, overrides, input_shape)
+
+
+def build(
+    source: SpecSource,
+    *,
+    input_shape: Shape | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    max_params: int | None = DEFAULT_MAX_PARAMS,
+    **overrides: Any,
+) -> torch.nn.Module:
+    """Compile a spec to a ``torch.nn.Module`` (a ``torch.fx.GraphModule`` with straight-line forward).
+
+    Keyword arguments other than the named ones override top-level spec parameters, e.g.
+    ``build("specs/lenet.yaml", classes=100)``.  A model with more than ``max_params`` parameters
+    is refused before any weight is allocated (``None`` disables the guard; ``device="meta"``
+    never allocates and skips it).
+    """
+    graph = analyze(source, overrides, input_shape=input_shape)
+    total = graph.total.params
+    if max_params is not None and str(device) != "meta" and total > max_params:
+        raise ArchspecError([
+            Diagnostic(
+                "E-TOO-LARGE",
+                f"the model has {total:,} parameters, more than the limit of {max_params:,}",
+                Span(graph.path, 1, 1),
+                hint="check for a typo in a width; raise the limit with --max-params (max_params=) if intended, "
+                "or inspect it with 'archspec build --json' which allocates nothing",
+            )
+        ])
+    from .lower_torch import lower
+
+    return lower(graph, device=device, dtype=dtype)
+
+
+def spec_path(source: SpecSource) -> str:
+    """A display name for a source."""
+    if isinstance(source, Graph):
+        return source.path
+    return str(Path(source)) if not (isinstance(source, str) and "\n" in source) else "<string>"

@@ -1,0 +1,561 @@
+"""Stage 2, *validate*: located YAML data → Pydantic models of the spec document.
+
+The document and block definitions are Pydantic v2 models (``extra="forbid"``, frozen).  Layer items
+(``- conv: {out: 64, k: 3}``) are parsed into :class:`Item` records that keep their YAML positions;
+their op parameters are validated against each op's own model once block parameters are bound
+(see :mod:`archspec.expand`), because a value such as ``$c`` is only known per instance.
+
+Pydantic error locations are mapped back to ``path:line:col`` through the located data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+from .errors import ArchspecError, Diagnostic, Span, did_you_mean
+from .expr import is_expression
+from .ops import MAX_WIDTH, OPS, get_op
+from .source import LocMap, LocSeq, span_of
+
+__all__ = [
+    "COMPOSITES",
+    "ITEM_KEYS",
+    "BlockDef",
+    "Item",
+    "SpecDocument",
+    "parse_item",
+    "pydantic_diagnostics",
+    "validate_document",
+]
+
+IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+#: Composite (structural) ops, expanded into primitives by :mod:`archspec.expand`.
+COMPOSITES: dict[str, str] = {
+    "sequence": "A named group of layers run in order: `sequence: [layers...]`.",
+    "inception-branch": "Parallel branches on one input, concatenated on channels: `inception-branch: [[...], [...]]`.",
+    "residual-add": "`body(x) + shortcut(x)`; `shortcut: auto | identity | [layers...]`.",
+    "dense-concat": "`concat(x, body(x))` on channels: `dense-concat: [layers...]`.",
+}
+#: Keys an item mapping may carry beside its op key.
+ITEM_KEYS = ("name", "repeat", "from", "when")
+
+#: Names that cannot be used for nodes or blocks.
+RESERVED_NAMES = {"input", "in"}
+
+_KEY_HINTS = {
+    "kernel_size": "k", "kernel": "k", "padding": "pad", "out_channels": "out", "out_features": "out",
+    "channels": "out", "filters": "out", "units": "out", "strides": "stride", "pool_size": "k",
+}
+
+Ident = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class BlockDef(_Model):
+    """A reusable, parameterised block: a body of layers (or a graph) with named parameters."""
+
+    description: str | None = Field(None, description="What the block is, for docs and diagrams.")
+    params: dict[Ident, Any] = Field(
+        default_factory=dict,
+        description="Parameter names with their defaults; `null` makes a parameter required.",
+    )
+    layers: list[Any] | None = Field(None, description="The body as a sequence of items, run in order.")
+    graph: dict[Ident, Any] | None = Field(
+        None, description="The body as named nodes with explicit inputs (`from`); an alternative to `layers`."
+    )
+    output: Ident | None = Field(None, description="With `graph` (or named layers): the node whose value is returned.")
+
+
+class SpecDocument(_Model):
+    """A whole archspec file."""
+
+    archspec: int = Field(description="Spec format version; must be 1.")
+    name: Ident = Field(description="Model name; the generated PyTorch class is named after it.")
+    description: str | None = Field(None, description="Free text shown in summaries and diagrams.")
+    input: list[Annotated[StrictInt, Field(gt=0, le=MAX_WIDTH)]] = Field(
+        description="Input shape without the batch dimension: [C, H, W] for images or [F] for features."
+    )
+    params: dict[Ident, Any] = Field(
+        default_factory=dict, description="Top-level parameters with defaults, overridable with `--set NAME=VALUE`."
+    )
+    blocks: dict[Ident, BlockDef] = Field(default_factory=dict, description="Reusable parameterised blocks by name.")
+    layers: list[Any] | None = Field(None, description="The network as a sequence of items.")
+    graph: dict[Ident, Any] | None = Field(None, description="The network as named nodes with explicit inputs.")
+    output: Ident | None = Field(None, description="The node whose value is the network's output (default: the last).")
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One parsed layer item: ``{op: args, name?, repeat?, from?, when?}`` or a bare op name."""
+
+    op: str
+    args: Any
+    name: str | None
+    repeat: Any
+    sources: tuple[str, ...] | None
+    when: Any
+    span: Span
+    args_span: Span
+    raw: Any
+
+
+def _loc_span(data: Any, loc: tuple[Any, ...], *, key: bool = False) -> Span | None:
+    """Walk a Pydantic error location through the located data to the most precise span."""
+    node = data
+    best = span_of(data)
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, LocMap) and part in node:
+            best = span_of(node, part, key_position=key and last) or best
+            node = node[part]
+        elif isinstance(node, LocSeq) and isinstance(part, int) and 0 <= part < len(node):
+            best = span_of(node, part) or best
+            node = node[part]
+        else:
+            break
+    return best
+
+
+def pydantic_diagnostics(
+    exc: ValidationError, data: Any, *, prefix: tuple[Any, ...] = (), model: type[BaseModel] | None = None
+) -> list[Diagnostic]:
+    """Convert a Pydantic ValidationError on located ``data`` into positioned diagnostics."""
+    out: list[Diagnostic] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        # Union/tagged errors add type names to the location; keep only real keys/indices.
+        loc = tuple(p for p in loc if isinstance(p, int) or not _is_type_tag(p))
+        where = ".".join(str(p) for p in prefix + loc) or "spec"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            parent = _walk(data, loc[:-1])
+            allowed = list(model.model_fields) if model is not None and len(loc) == 1 else []
+            if model is not None and len(loc) > 1:
+                allowed = _fields_at(model, loc[:-1])
+            key = str(loc[-1])
+            hint = _KEY_HINTS.get(key)
+            hint_text = f"did you mean '{hint}'?" if hint and hint in allowed else did_you_mean(key, allowed)
+            if allowed:
+                hint_text = (hint_text + " " if hint_text else "") + "allowed: " + ", ".join(allowed)
+            out.append(
+                Diagnostic("E-UNKNOWN-KEY", f"unknown key '{key}' in {where.rsplit('.', 1)[0] if len(loc) > 1 else 'spec'}"
+                           if not prefix else f"unknown key '{key}'",
+                           _loc_span(data, loc, key=True) or span_of(parent), hint_text)
+            )
+            continue
+        if kind == "missing":
+            parent = _walk(data, loc[:-1])
+            out.append(
+                Diagnostic("E-MISSING", f"missing required key '{loc[-1]}'", span_of(parent) or _loc_span(data, loc))
+            )
+            continue
+        value = err.get("input")
+        message = _friendly(err["msg"], value)
+        out.append(
+            Diagnostic(
+                "E-TYPE",
+                f"'{where}': {message}",
+                _loc_span(data, loc),
+                _type_hint(kind, value),
+            )
+        )
+    return _dedupe(out)
+
+
+def _is_type_tag(part: Any) -> bool:
+    return isinstance(part, str) and (
+        part in {"int", "str", "float", "bool", "list", "tuple", "dict", "none"}
+        or part.startswith(("constrained-", "function-", "literal[", "tuple[", "list[", "dict["))
+        or "[" in part
+    )
+
+
+def _walk(data: Any, loc: tuple[Any, ...]) -> Any:
+    node = data
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return node
+    return node
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields and part in fields:
+            ann = fields[part].annotation
+            inner = getattr(ann, "__args__", None)
+            current = next((a for a in (inner or (ann,)) if hasattr(a, "model_fields")), ann)
+        elif fields is None and hasattr(current, "__args__"):
+            current = next((a for a in current.__args__ if hasattr(a, "model_fields")), None)
+        else:
+            if isinstance(current, type) and issubclass(current, BaseModel):
+                continue
+            return []
+    return list(getattr(current, "model_fields", {}) or [])
+
+
+def _friendly(msg: str, value: Any) -> str:
+    if isinstance(value, float) and msg.startswith("Input should be a valid integer"):
+        return f"expected an integer, got {value!r}"
+    return msg[0].lower() + msg[1:] + (f" (got {value!r})" if value is not None and not isinstance(value, (dict, list)) else "")
+
+
+def _type_hint(kind: str, value: Any) -> str | None:
+    if isinstance(value, float) and kind.startswith("int"):
+        return "use '//' for integer division in expressions, e.g. ${in.c // 2}"
+    if isinstance(value, str) and value.isdigit():
+        return "write the number without quotes"
+    return None
+
+
+def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
+    seen: set[tuple[str, str, Span | None]] = set()
+    out = []
+    for d in diags:
+        key = (d.code, d.message, d.span)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Items
+
+
+def parse_item(raw: Any, container: Any, index: Any, *, graph_name: str | None = None) -> Item:
+    """Parse one layer item; raise ArchspecError for a malformed one.
+
+    ``container[index]`` is ``raw`` (used for positions).  In the graph form ``graph_name`` is the
+    node's key and the item may not carry its own ``name``.
+    """
+    span = span_of(container, index) or Span("<spec>", 1, 1)
+    if isinstance(raw, str):
+        if is_expression(raw):
+            raise ArchspecError.single("E-ITEM", f"an item must name an op or block, not an expression ('{raw}')", span)
+        return Item(raw, None, graph_name, None, None, None, span, span, raw)
+    if not isinstance(raw, LocMap):
+        raise ArchspecError.single(
+            "E-ITEM",
+            f"a layer item must be an op name or a mapping like '{{conv: {{out: 64, k: 3}}}}', not {_kind(raw)}",
+            span,
+        )
+    op_keys = [k for k in raw if k not in ITEM_KEYS]
+    if not op_keys:
+        raise ArchspecError.single("E-ITEM", "item names no op or block (only " + ", ".join(map(str, raw)) + ")", span)
+    if len(op_keys) > 1:
+        second = op_keys[1]
+        raise ArchspecError.single(
+            "E-ITEM",
+            f"item has two op keys, '{op_keys[0]}' and '{second}'; an item holds one op",
+            span_of(raw, second, key_position=True),
+            hint="put each op in its own list item ('- ' before each)"
+            + (f"; or did you mean '{_suggest_item_key(str(second))}'?" if _suggest_item_key(str(second)) else ""),
+        )
+    op = op_keys[0]
+    if not isinstance(op, str):
+        raise ArchspecError.single("E-ITEM", f"op name must be a string, got {op!r}", span_of(raw, op, key_position=True))
+    name = raw.get("name", graph_name)
+    if "name" in raw:
+        if graph_name is not None:
+            raise ArchspecError.single(
+                "E-ITEM", "a graph node is named by its key; remove 'name'", span_of(raw, "name", key_position=True)
+            )
+        if not isinstance(name, str) or not IDENT_RE.match(name):
+            raise ArchspecError.single(
+                "E-NAME", f"node name must be an identifier (letters, digits, _), got {name!r}", span_of(raw, "name")
+            )
+    if name in RESERVED_NAMES:
+        raise ArchspecError.single(
+            "E-NAME", f"'{name}' is reserved and cannot name a node", span_of(raw, "name") if "name" in raw else span
+        )
+    sources: tuple[str, ...] | None = None
+    if "from" in raw:
+        src = raw["from"]
+        if isinstance(src, str):
+            sources = (src,)
+        elif isinstance(src, list) and src and all(isinstance(s, str) for s in src):
+            sources = tuple(src)
+        else:
+            raise ArchspecError.single(
+                "E-FROM", f"'from' takes a node name or a list of node names, got {_kind(src)}", span_of(raw, "from")
+            )
+    return Item(
+        op=op,
+        args=raw[op],
+        name=name,
+        repeat=raw.get("repeat"),
+        sources=sources,
+        when=raw.get("when"),
+        span=span_of(raw, op, key_position=True) or span,
+        args_span=span_of(raw, op) or span,
+        raw=raw,
+    )
+
+
+def _suggest_item_key(key: str) -> str | None:
+    match = did_you_mean(key, ITEM_KEYS)
+    return match.split("'")[1] if match else None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({value})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"a string ('{value}')"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def body_items(body: Any, container: Any, key: Any) -> Iterator[tuple[Any, Any, Any, str | None]]:
+    """Yield ``(raw, container, index, graph_name)`` for each item of a layers list or graph mapping."""
+    if isinstance(body, LocSeq):
+        for i, raw in enumerate(body):
+            yield raw, body, i, None
+    elif isinstance(body, LocMap):
+        for k, raw in body.items():
+            yield raw, body, k, str(k)
+
+
+# --------------------------------------------------------------------------------------------------
+# Document validation
+
+
+def validate_document(data: Any, path: str) -> SpecDocument:
+    """Validate the top-level structure and every item's shape statically (before any binding).
+
+    Checks: the document and block models; each item parses; each op or block name exists (with
+    "did you mean"); literal op arguments have no unknown keys; blocks do not use themselves.
+    All independent problems are reported together.
+    """
+    if data is None:
+        raise ArchspecError.single(
+            "E-EMPTY", "the spec file is empty", Span(path, 1, 1),
+            hint="a spec needs at least 'archspec: 1', 'name', 'input' and 'layers'",
+        )
+    if not isinstance(data, LocMap):
+        raise ArchspecError.single(
+            "E-TOP", f"a spec must be a mapping of keys (archspec, name, input, layers, ...), not {_kind(data)}",
+            span_of(data) or Span(path, 1, 1),
+        )
+    try:
+        doc = SpecDocument.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ArchspecError(pydantic_diagnostics(exc, data, model=SpecDocument)) from None
+    errors: list[Diagnostic] = []
+    if doc.archspec != 1:
+        errors.append(Diagnostic("E-VERSION", f"unsupported spec version {doc.archspec}; this archspec reads version 1",
+                                 span_of(data, "archspec")))
+    if len(doc.input) not in (1, 3):
+        errors.append(Diagnostic("E-INPUT", f"input must be [C, H, W] or [features], got {len(doc.input)} numbers",
+                                 span_of(data, "input")))
+    _check_body_choice(data, errors, "the network")
+    for bname in doc.blocks:
+        if bname in RESERVED_NAMES:
+            errors.append(Diagnostic("E-NAME", f"'{bname}' is reserved and cannot name a block",
+                                     span_of(data["blocks"], bname, key_position=True)))
+        if get_op(bname) is not None or bname in COMPOSITES:
+            errors.append(Diagnostic("E-NAME", f"block name '{bname}' shadows the built-in op of that name",
+                                     span_of(data["blocks"], bname, key_position=True), hint="rename the block"))
+        _check_body_choice(data["blocks"][bname], errors, f"block '{bname}'")
+    block_refs: dict[str, list[tuple[str, Span]]] = {b: [] for b in doc.blocks}
+    scopes: list[tuple[str | None, Any]] = [(None, data)] + [(b, data["blocks"][b]) for b in doc.blocks]
+    for owner, holder in scopes:
+        for key in ("layers", "graph"):
+            if isinstance(holder, LocMap) and key in holder:
+                _check_body(holder[key], holder, key, doc, errors, block_refs.get(owner) if owner else None)
+    errors.extend(_block_cycles(block_refs, data))
+    if errors:
+        raise ArchspecError(sorted(_dedupe(errors), key=Diagnostic.sort_key))
+    return doc
+
+
+def _check_body_choice(holder: Any, errors: list[Diagnostic], what: str) -> None:
+    if not isinstance(holder, LocMap):
+        return
+    has_layers, has_graph = "layers" in holder, "graph" in holder
+    if has_layers and has_graph:
+        errors.append(Diagnostic("E-BODY", f"{what} has both 'layers' and 'graph'; give one",
+                                 span_of(holder, "graph", key_position=True)))
+    elif not has_layers and not has_graph:
+        errors.append(Diagnostic("E-BODY", f"{what} has no 'layers' (or 'graph')", span_of(holder),
+                                 hint="add 'layers:' with a list of ops"))
+    else:
+        body = holder["layers"] if has_layers else holder["graph"]
+        if not body:
+            key = "layers" if has_layers else "graph"
+            errors.append(Diagnostic("E-BODY", f"{what} has an empty '{key}'", span_of(holder, key)))
+    if "output" in holder and not has_graph and has_layers is False:
+        pass
+
+
+def _check_body(
+    body: Any,
+    container: Any,
+    key: Any,
+    doc: SpecDocument,
+    errors: list[Diagnostic],
+    refs: list[tuple[str, Span]] | None,
+) -> None:
+    for raw, cont, idx, gname in body_items(body, container, key):
+        try:
+            item = parse_item(raw, cont, idx, graph_name=gname)
+        except ArchspecError as exc:
+            errors.extend(exc.diagnostics)
+            continue
+        _check_item(item, doc, errors, refs)
+
+
+def _check_item(item: Item, doc: SpecDocument, errors: list[Diagnostic], refs: list[tuple[str, Span]] | None) -> None:
+    op = item.op
+    if op in doc.blocks:
+        if refs is not None:
+            refs.append((op, item.span))
+        if item.args is not None and not isinstance(item.args, LocMap):
+            errors.append(Diagnostic("E-ARGS", f"block '{op}' takes a mapping of parameters, not {_kind(item.args)}",
+                                     item.args_span))
+        elif isinstance(item.args, LocMap):
+            known = doc.blocks[op].params
+            for k in item.args:
+                if k not in known:
+                    hint = did_you_mean(str(k), known)
+                    allowed = ", ".join(known) or "none"
+                    errors.append(Diagnostic("E-BLOCK-PARAM", f"block '{op}' has no parameter '{k}'",
+                                             span_of(item.args, k, key_position=True),
+                                             (hint + " " if hint else "") + f"parameters: {allowed}"))
+        return
+    cop = op.replace("_", "-")
+    if cop in COMPOSITES:
+        _check_composite(cop, item, doc, errors, refs)
+        return
+    spec_op = get_op(op)
+    if spec_op is None:
+        names = list(doc.blocks) + sorted(OPS) + list(COMPOSITES)
+        names += [n.replace("-", "_") for n in OPS]
+        hint = did_you_mean(op, names)
+        errors.append(Diagnostic("E-UNKNOWN-OP", f"unknown op or block '{op}'", item.span,
+                                 (hint + " " if hint else "") + "(see 'Ops' in the README for the list)"))
+        return
+    if spec_op.arity is None:
+        return  # merges take a list of node names; checked during expansion
+    if item.args is None or is_expression(item.args):
+        return
+    if not isinstance(item.args, LocMap):
+        errors.append(Diagnostic("E-ARGS", f"'{op}' takes a mapping of parameters, not {_kind(item.args)}",
+                                 item.args_span, hint=f"e.g. {_example(spec_op.name)}"))
+        return
+    fields = spec_op.params_model.model_fields
+    for k in item.args:
+        if k not in fields:
+            hint = _KEY_HINTS.get(str(k))
+            hint_text = f"did you mean '{hint}'?" if hint in fields else did_you_mean(str(k), fields)
+            allowed = ", ".join(fields) or "none"
+            errors.append(Diagnostic("E-UNKNOWN-KEY", f"unknown parameter '{k}' for '{spec_op.name}'",
+                                     span_of(item.args, k, key_position=True),
+                                     (hint_text + " " if hint_text else "") + f"parameters: {allowed}"))
+
+
+def _example(op: str) -> str:
+    return {"conv": "conv: {out: 64, k: 3}", "linear": "linear: {out: 10}", "maxpool": "maxpool: {k: 2}"}.get(
+        op, f"{op}: {{...}}"
+    )
+
+
+def _check_composite(
+    op: str, item: Item, doc: SpecDocument, errors: list[Diagnostic], refs: list[tuple[str, Span]] | None
+) -> None:
+    args = item.args
+    if op in ("sequence", "dense-concat"):
+        if not isinstance(args, LocSeq) or not args:
+            errors.append(Diagnostic("E-ARGS", f"'{op}' takes a non-empty list of layers", item.args_span))
+            return
+        _check_body(args, item.raw, item.op, doc, errors, refs)
+    elif op == "inception-branch":
+        branches = list(args.items()) if isinstance(args, LocMap) else list(enumerate(args or []))
+        if not isinstance(args, (LocSeq, LocMap)) or len(branches) < 1:
+            errors.append(Diagnostic("E-ARGS", "'inception-branch' takes a list of branches, each a list of layers",
+                                     item.args_span))
+            return
+        for key, branch in branches:
+            if not isinstance(branch, LocSeq) or not branch:
+                errors.append(Diagnostic("E-ARGS", "each inception branch is a non-empty list of layers",
+                                         span_of(args, key)))
+                continue
+            _check_body(branch, args, key, doc, errors, refs)
+    elif op == "residual-add":
+        if not isinstance(args, LocMap):
+            errors.append(Diagnostic("E-ARGS", "'residual-add' takes a mapping with 'body' and optional 'shortcut'",
+                                     item.args_span))
+            return
+        for k in args:
+            if k not in ("body", "shortcut"):
+                hint = did_you_mean(str(k), ["body", "shortcut"])
+                errors.append(Diagnostic("E-UNKNOWN-KEY", f"unknown key '{k}' in residual-add",
+                                         span_of(args, k, key_position=True), (hint + " " if hint else "")
+                                         + "allowed: body, shortcut"))
+        body = args.get("body")
+        if not isinstance(body, LocSeq) or not body:
+            errors.append(Diagnostic("E-ARGS", "residual-add needs 'body', a non-empty list of layers",
+                                     span_of(args, "body") if "body" in args else item.args_span))
+        else:
+            _check_body(body, args, "body", doc, errors, refs)
+        sc = args.get("shortcut", "auto")
+        if isinstance(sc, LocSeq):
+            if not sc:
+                errors.append(Diagnostic("E-ARGS", "an explicit shortcut needs at least one layer",
+                                         span_of(args, "shortcut"), hint="use 'shortcut: identity'"))
+            _check_body(sc, args, "shortcut", doc, errors, refs)
+        elif sc not in ("auto", "identity"):
+            errors.append(Diagnostic("E-ARGS", f"shortcut must be 'auto', 'identity' or a list of layers, not {_kind(sc)}",
+                                     span_of(args, "shortcut")))
+
+
+def _block_cycles(refs: dict[str, list[tuple[str, Span]]], data: Any) -> list[Diagnostic]:
+    """Report every block that uses itself, directly or through other blocks."""
+    out: list[Diagnostic] = []
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    reported: set[frozenset[str]] = set()
+
+    def visit(b: str) -> None:
+        state[b] = 1
+        stack.append(b)
+        for target, span in refs.get(b, []):
+            if state.get(target) == 1:
+                cycle = stack[stack.index(target):] + [target]
+                key = frozenset(cycle)
+                if key not in reported:
+                    reported.add(key)
+                    how = "itself" if len(cycle) == 2 else "itself through " + " → ".join(cycle)
+                    out.append(Diagnostic("E-RECURSION", f"block '{target}' uses {how}", span,
+                                          hint="blocks cannot be recursive; use 'repeat' to stack copies"))
+            elif state.get(target) is None and target in refs:
+                visit(target)
+        stack.pop()
+        state[b] = 2
+
+    for b in refs:
+        if b not in state:
+            visit(b)
+    return out
