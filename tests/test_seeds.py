@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SEEDS, SPECS
-from reference_nets import BUFFER_COUNTS, REFERENCE_NETS
 from torch import fx
-from weight_transfer import copy_weights
 
 import archspec
+from conftest import SEEDS, SPECS
+from reference_nets import BUFFER_COUNTS, REFERENCE_NETS
+from weight_transfer import copy_weights
 
 
 @pytest.fixture(scope="module", autouse=True)

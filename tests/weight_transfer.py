@@ -113,7 +113,7 @@ def copy_weights(src: nn.Module, dst: nn.Module, example: torch.Tensor) -> None:
         else f" (src calls {len(src_calls)} stateful modules, dst calls {len(dst_calls)})"
     )
 
-    for index, (s, d) in enumerate(zip(src_calls, dst_calls)):
+    for index, (s, d) in enumerate(zip(src_calls, dst_calls, strict=False)):
         if s.type_name != d.type_name:
             raise AssertionError(
                 f"stateful module #{index} differs in type{count_note}: "
@@ -138,7 +138,7 @@ def copy_weights(src: nn.Module, dst: nn.Module, example: torch.Tensor) -> None:
         )
 
     with torch.no_grad():
-        for s, d in zip(src_calls, dst_calls):
+        for s, d in zip(src_calls, dst_calls, strict=False):
             targets = _own_tensors(d.module)
             for name, tensor in _own_tensors(s.module).items():
                 targets[name].copy_(tensor)

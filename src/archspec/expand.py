@@ -229,7 +229,7 @@ class _Expander:
                     if ref == "input":
                         continue
                     if ref not in declared:
-                        hint = did_you_mean(ref, list(declared) + ["input"])
+                        hint = did_you_mean(ref, [*list(declared), "input"])
                         self.error("E-UNKNOWN-NODE", f"unknown node '{ref}'", ref_span, scope,
                                    (hint + " " if hint else "") + "nodes here: " + ", ".join(["input", *declared]))
                         ok = False

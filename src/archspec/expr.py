@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["ExprError", "FUNCTIONS", "InputShape", "evaluate", "is_expression", "make_divisible", "references"]
+__all__ = ["FUNCTIONS", "ExprError", "InputShape", "evaluate", "is_expression", "make_divisible", "references"]
 
 #: The longest expression accepted, in characters.
 MAX_EXPR_CHARS = 400

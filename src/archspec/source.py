@@ -19,7 +19,7 @@ import yaml
 
 from .errors import ArchspecError, Diagnostic, Span
 
-__all__ = ["LocMap", "LocSeq", "MAX_DEPTH", "MAX_YAML_NODES", "load_yaml_text", "read_file", "span_of"]
+__all__ = ["MAX_DEPTH", "MAX_YAML_NODES", "LocMap", "LocSeq", "load_yaml_text", "read_file", "span_of"]
 
 #: The largest number of YAML nodes a spec may expand to (counting every alias use in full).
 MAX_YAML_NODES = 3_000_000
@@ -42,7 +42,7 @@ _PLAIN_TAGS = {
 class LocMap(dict[str, Any]):
     """A mapping read from YAML, with the span of itself, of each key and of each value."""
 
-    __slots__ = ("span", "key_spans", "value_spans")
+    __slots__ = ("key_spans", "span", "value_spans")
 
     def __init__(self, span: Span) -> None:
         super().__init__()
@@ -54,7 +54,7 @@ class LocMap(dict[str, Any]):
 class LocSeq(list[Any]):
     """A sequence read from YAML, with the span of itself and of each item."""
 
-    __slots__ = ("span", "item_spans")
+    __slots__ = ("item_spans", "span")
 
     def __init__(self, span: Span) -> None:
         super().__init__()

@@ -543,7 +543,7 @@ def _block_cycles(refs: dict[str, list[tuple[str, Span]]], data: Any) -> list[Di
         stack.append(b)
         for target, span in refs.get(b, []):
             if state.get(target) == 1:
-                cycle = stack[stack.index(target):] + [target]
+                cycle = [*stack[stack.index(target):], target]
                 key = frozenset(cycle)
                 if key not in reported:
                     reported.add(key)
