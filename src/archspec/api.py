@@ -5,8 +5,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +23,7 @@ from .spec import validate_document
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["DEFAULT_MAX_PARAMS", "analyze", "build", "read_spec"]
+__all__ = ["DEFAULT_MAX_PARAMS", "analyze", "build", "clear_cache", "read_spec"]
 
 #: ``build`` refuses to allocate a model with more parameters than this unless told otherwise.
 DEFAULT_MAX_PARAMS = 2_000_000_000
@@ -37,6 +40,62 @@ def read_spec(source: str | os.PathLike[str]) -> tuple[LocMap, str]:
     return data, path
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while the pipeline builds its (acyclic, long-lived) data.
+
+    Reading and expanding a spec allocates millions of small containers that all survive; each
+    collection rescans every one of them, which made big specs cost superlinear time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+#: How many analysed graphs :func:`build` keeps (least recently used first out).
+CACHE_SIZE = 16
+_graph_cache: OrderedDict[tuple[Any, ...], Graph] = OrderedDict()
+
+
+def clear_cache() -> None:
+    """Forget the graphs :func:`build` cached for unchanged spec files."""
+    _graph_cache.clear()
+
+
+def _analyze_cached(source: SpecSource, overrides: Mapping[str, Any] | None, input_shape: Shape | None) -> Graph:
+    """:func:`analyze`, reusing the graph of an unchanged spec file (for :func:`build` only).
+
+    The key is the path as given, a digest of the file's bytes (timestamps are too coarse to notice
+    a quick same-size edit), the overrides and the input shape: editing or replacing the file, or
+    changing an argument, analyses it afresh.  YAML text and :class:`Graph` sources are never cached.
+    The graph is shared between builds, which only read it; :func:`analyze` always returns a new one.
+    """
+    if isinstance(source, Graph) or (isinstance(source, str) and "\n" in source):
+        return analyze(source, overrides, input_shape=input_shape)
+    import hashlib
+
+    try:
+        with open(source, "rb") as f:
+            digest = hashlib.blake2b(f.read(), digest_size=20).digest()
+    except (OSError, TypeError, ValueError):
+        return analyze(source, overrides, input_shape=input_shape)  # reports the problem
+    key = (os.fspath(source), digest, repr(sorted((overrides or {}).items())),
+           None if input_shape is None else tuple(input_shape))
+    graph = _graph_cache.get(key)
+    if graph is None:
+        graph = analyze(source, overrides, input_shape=input_shape)
+        _graph_cache[key] = graph
+        while len(_graph_cache) > CACHE_SIZE:
+            _graph_cache.popitem(last=False)
+    else:
+        _graph_cache.move_to_end(key)
+    return graph
+
+
 def analyze(
     source: SpecSource,
     overrides: Mapping[str, Any] | None = None,
@@ -51,9 +110,10 @@ def analyze(
     """
     if isinstance(source, Graph):
         return source
-    data, path = read_spec(source)
-    doc = validate_document(data, path)
-    return expand(doc, data, path, overrides, input_shape)
+    with _gc_paused():
+        data, path = read_spec(source)
+        doc = validate_document(data, path)
+        return expand(doc, data, path, overrides, input_shape)
 
 
 def build(
@@ -72,14 +132,17 @@ def build(
     is refused before any weight is allocated (``None`` disables the guard; ``device="meta"``
     never allocates and skips it).
     """
-    graph = analyze(source, overrides, input_shape=input_shape)
+    graph = _analyze_cached(source, overrides, input_shape)
     total = graph.total.params
     if max_params is not None and str(device) != "meta" and total > max_params:
+        biggest = max(graph.nodes.values(), key=lambda n: n.counts.params, default=None)
+        where = (f"; the largest layer is '{biggest.name}' with {biggest.counts.params:,}"
+                 if biggest is not None and biggest.counts.params else "")
         raise ArchspecError([
             Diagnostic(
                 "E-TOO-LARGE",
-                f"the model has {total:,} parameters, more than the limit of {max_params:,}",
-                Span(graph.path, 1, 1),
+                f"the model has {total:,} parameters, more than the limit of {max_params:,}{where}",
+                (biggest.span if biggest is not None and biggest.counts.params else None) or Span(graph.path, 1, 1),
                 hint="check for a typo in a width; raise the limit with --max-params (max_params=) if intended, "
                 "or inspect it with 'archspec build --json' which allocates nothing",
             )

@@ -30,8 +30,8 @@ from .spec import COMPOSITES, Item, SpecDocument, body_items, parse_item, pydant
 
 __all__ = ["MAX_NESTING", "MAX_NODES", "expand"]
 
-#: Most primitive nodes one spec may expand to.
-MAX_NODES = 2_000_000
+#: Most primitive nodes one spec may expand to (real networks have a few thousand at most).
+MAX_NODES = 100_000
 #: Deepest nesting of block instances and composites.
 MAX_NESTING = 64
 
@@ -217,9 +217,11 @@ class _Expander:
                     return None
                 declared[item.name] = i
         deps: list[list[int]] = []
+        all_refs: list[list[tuple[str, Span]] | None] = []
         ok = True
         for i, item in enumerate(parsed):
             refs = self._item_refs(item)
+            all_refs.append(refs)
             d: list[int] = []
             if refs is None:
                 if i > 0:
@@ -251,8 +253,8 @@ class _Expander:
         known_input = inp
         for i in order:
             item = parsed[i]
-            if deps[i] or self._item_refs(item) is not None:
-                refs = self._item_refs(item)
+            refs = all_refs[i]
+            if deps[i] or refs is not None:
                 if refs is None:
                     sources = [values[deps[i][0]]]
                 else:
@@ -528,13 +530,13 @@ class _Expander:
             raise _Abort
         env = {**self._global_env(scope), **bound}
         # Defaults may be expressions over earlier parameters and the input shape.
-        holder = self.data["blocks"][block_name].get("params")
+        holder = self.doc.block_source(block_name).get("params")
         for pname in block.params:
             if pname not in args and is_expression(bound[pname]):
                 env[pname] = self._subst_located(bound[pname], env, in_shape, scope, holder, pname, name)
         note = Note(f"in '{name}', an instance of block '{block_name}'", item.span)
         inner = self._open_group(name, "block", block_name, item.span, scope, inp, bound, env, (note, *scope.notes))
-        bdata = self.data["blocks"][block_name]
+        bdata = self.doc.block_source(block_name)  # may live in an imported file
         key = "layers" if "layers" in bdata else "graph"
         out = self.run_body(bdata[key], bdata, key, inner, inp, output=block.output, output_span=span_of(bdata, "output"))
         self._close_group(name, out)

@@ -73,42 +73,44 @@ def lower(graph: Graph, *, device: str | torch.device | None = None, dtype: torc
                 if op is None:  # pragma: no cover - the IR only holds registered ops
                     raise RuntimeError(f"no op '{node.op}'")
                 in_shapes = [graph.shape_of(i) for i in node.inputs]
-                _install(root, node.name, op.lower(node.params, in_shapes, node.shape))
+                _install(root, node.name, op.lower(node.params, in_shapes, node.shape), graph)
                 value = g.call_module(node.name, tuple(args))
             value.meta["archspec_name"] = node.name
             env[node.name] = value
         g.output(env[graph.output])
-        gm = fx.GraphModule(root, g, class_name=camel(graph.name))
-    _name_containers(gm, graph)
+        gm = _graph_module(root, g, camel(graph.name))
     if dtype is not None:
         gm = gm.to(dtype)
     return gm
 
 
-def _install(root: nn.Module, path: str, module: nn.Module) -> None:
+def _install(root: nn.Module, path: str, module: nn.Module, graph: Graph) -> None:
+    """Add ``module`` at dotted ``path``, creating each missing container as a :class:`Block` named like the spec."""
     parent = root
     *prefix, leaf = path.split(".")
-    for part in prefix:
+    for i, part in enumerate(prefix):
         child = parent._modules.get(part)
         if child is None:
-            child = nn.Module()
+            group = graph.groups.get(".".join(prefix[: i + 1]))
+            child = Block(camel(group.block or group.kind)) if group is not None else nn.Module()
             parent.add_module(part, child)
         parent = child
     parent.add_module(leaf, module)
 
 
-def _name_containers(gm: fx.GraphModule, graph: Graph) -> None:
-    """Replace fx's anonymous intermediate ``Module()``s with :class:`Block`s named like the spec."""
-    for group in graph.groups.values():
-        parent_path, _, leaf = group.name.rpartition(".")
-        try:
-            parent = gm.get_submodule(parent_path) if parent_path else gm
-        except AttributeError:
-            continue
-        old = parent._modules.get(leaf)
-        if old is None or isinstance(old, Block):
-            continue
-        kind = camel(group.block) if group.block else camel(group.kind)
-        new = Block(kind)
-        new._modules = old._modules
-        parent._modules[leaf] = new
+def _graph_module(root: nn.Module, g: fx.Graph, class_name: str) -> fx.GraphModule:
+    """``fx.GraphModule(root, g)`` without fx's copy of the module tree.
+
+    ``fx.GraphModule(root, graph)`` re-creates every container on the path to each ``call_module``
+    target as an anonymous ``Module()`` (one ``Module.__init__`` and several ``__setattr__`` per
+    container, which made building cost a third more than constructing the modules).  The tree built
+    here already has its final shape, so the module adopts it whole and then takes the graph, which
+    compiles the forward once.
+    """
+    stub = fx.Graph()
+    stub.output(stub.placeholder("x"))
+    gm = fx.GraphModule(nn.Module(), stub, class_name=class_name)
+    for name, child in root._modules.items():
+        gm.add_module(name, child)
+    gm.graph = g
+    return gm

@@ -68,7 +68,7 @@ class Counts:
 class OpParams(BaseModel):
     """Base of every op's parameter model: frozen, unknown keys rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # schemas built on first use
 
 
 class NoParams(OpParams):
@@ -166,8 +166,17 @@ def register_op(cls: type[Op]) -> type[Op]:
 
 
 def get_op(name: str) -> Op | None:
-    """The op registered under ``name`` (``-``/``_`` insensitive), or None."""
-    return OPS.get(canonical_op_name(name))
+    """The op registered under ``name`` (``-``/``_`` insensitive), or None.
+
+    An unknown name loads the installed ``archspec.ops`` entry points once (see :mod:`archspec.plugins`).
+    """
+    op = OPS.get(canonical_op_name(name))
+    if op is None:
+        from .plugins import load_plugins
+
+        if load_plugins():
+            op = OPS.get(canonical_op_name(name))
+    return op
 
 
 # --------------------------------------------------------------------------------------------------
@@ -444,20 +453,31 @@ class GlobalAvgPool(_AdaptivePool):
 # Activations
 
 
-def _activation(name: str, summary: str, factory: Callable[[Any], Any], model: type[OpParams] = NoParams) -> None:
-    cls = type(
-        name.replace("-", "_").title().replace("_", ""),
-        (Op,),
-        {
-            "name": name,
-            "params_model": model,
-            "summary": summary,
-            "category": "act",
-            "lower": lambda self, p, inputs, out: factory(p),
-            "__doc__": summary,
-        },
-    )
+def _activation(name: str, summary: str, factory: Callable[[Any], Any], model: type[OpParams] = NoParams,
+                infer: Callable[[Any, Any, list[Shape]], Shape] | None = None) -> None:
+    attrs: dict[str, Any] = {
+        "name": name,
+        "params_model": model,
+        "summary": summary,
+        "category": "act",
+        "lower": lambda self, p, inputs, out: factory(p),
+        "__doc__": summary,
+    }
+    if infer is not None:
+        attrs["infer"] = infer
+    cls = type(name.replace("-", "_").title().replace("_", ""), (Op,), attrs)
     register_op(cls)
+
+
+def _softmax_infer(self: Op, p: Any, inputs: list[Shape]) -> Shape:
+    """Softmax keeps the shape; its ``dim`` must name a dimension of the batched tensor."""
+    rank = len(inputs[0]) + 1
+    if not -rank <= p.dim < rank:
+        raise ShapeError(
+            f"softmax dim {p.dim} is out of range for a {rank}-D tensor (batch included; valid: {-rank}..{rank - 1})",
+            hint="dim 1 is the channels (or features)",
+        )
+    return inputs[0]
 
 
 class LeakyReluParams(OpParams):
@@ -494,7 +514,7 @@ _activation("gelu", "Gaussian error linear unit (torch.nn.GELU).", lambda p: _nn
             GeluParams)
 _activation("leaky-relu", "Leaky ReLU (torch.nn.LeakyReLU).", lambda p: _nn("LeakyReLU", p.slope), LeakyReluParams)
 _activation("softmax", "Softmax over a dimension (torch.nn.Softmax).", lambda p: _nn("Softmax", dim=p.dim),
-            SoftmaxParams)
+            SoftmaxParams, _softmax_infer)
 
 
 # --------------------------------------------------------------------------------------------------

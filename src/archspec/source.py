@@ -109,6 +109,11 @@ def _position_of_offset(data: bytes, offset: int) -> tuple[int, int]:
 
 def load_yaml_bytes(raw: bytes, path: str) -> Any:
     """Decode bytes as UTF-8 (refusing binary content) and parse them with :func:`load_yaml_text`."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ArchspecError.single(
+            "E-ENCODING", "file is UTF-16 encoded; specs are read as UTF-8", Span(path, 1, 1),
+            hint="save the spec as UTF-8",
+        )
     nul = raw.find(b"\x00")
     if nul >= 0:
         line, col = _position_of_offset(raw, nul)
@@ -138,22 +143,23 @@ def load_yaml_text(text: str, path: str = "<string>") -> Any:
     loader = _Loader(text)
     try:
         try:
+            _check_depth(text, path)
             node = loader.get_single_node()
         except RecursionError:
             raise ArchspecError.single(
                 "E-LIMIT", f"YAML nesting is too deep (the limit is {MAX_DEPTH} levels)", Span(path, 1, 1)
             ) from None
         except yaml.composer.ComposerError as exc:
-            if "expected a single document" in str(exc.problem):
+            if "expected a single document" in f"{exc.problem} {exc.context}":
                 raise ArchspecError.single(
                     "E-YAML",
                     "a spec file holds one YAML document, found a second one",
                     _span(path, exc.problem_mark) if exc.problem_mark else Span(path, 1, 1),
                     hint="remove the '---' separator and everything after it, or split the file",
                 ) from None
-            raise _yaml_error(exc, path) from None
+            raise _yaml_error(exc, path, text) from None
         except yaml.YAMLError as exc:
-            raise _yaml_error(exc, path) from None
+            raise _yaml_error(exc, path, text) from None
         if node is None:
             return None
         return _Builder(loader, path).build(node)
@@ -161,18 +167,73 @@ def load_yaml_text(text: str, path: str = "<string>") -> Any:
         loader.dispose()
 
 
-def _yaml_error(exc: yaml.YAMLError, path: str) -> ArchspecError:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+def _check_depth(text: str, path: str) -> None:
+    """Refuse nesting deeper than :data:`MAX_DEPTH` from the event stream, before anything is composed.
+
+    The YAML composer recurses once per level (in C for the libyaml loader, where a deep enough
+    ``[[[[...`` would crash the interpreter), so depth is measured on the flat event stream first.
+    """
+    scanner = _Loader(text)
+    try:
+        depth = 0
+        while True:
+            event = scanner.get_event()
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ArchspecError.single(
+                        "E-LIMIT", f"YAML nesting is too deep (the limit is {MAX_DEPTH} levels)",
+                        _span(path, event.start_mark),
+                    )
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+            elif event is None or isinstance(event, yaml.StreamEndEvent):
+                return
+    finally:
+        scanner.dispose()
+
+
+def _char_at(text: str | None, mark: Any) -> str:
+    """The character of ``text`` at a YAML mark ('' when unknown)."""
+    if text is None or mark is None:
+        return ""
+    lines = text.split("\n")
+    if not 0 <= mark.line < len(lines):
+        return ""
+    line = lines[mark.line]
+    return line[mark.column] if 0 <= mark.column < len(line) else ""
+
+
+def _yaml_error(exc: yaml.YAMLError, path: str, text: str | None = None) -> ArchspecError:
+    problem_mark = getattr(exc, "problem_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
+    mark = problem_mark or context_mark
     span = _span(path, mark) if mark is not None else Span(path, 1, 1)
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
+    hint = None
+    if _char_at(text, problem_mark) == "\t" or "'\\t'" in problem:
+        problem = "found a tab character where YAML expects spaces"
+        hint = "YAML indentation must use spaces, not tabs"
     message = f"invalid YAML: {problem}"
     if context:
+        if context_mark is not None and problem_mark is not None and (
+            (context_mark.line, context_mark.column) != (problem_mark.line, problem_mark.column)
+        ):
+            context += f" started at line {context_mark.line + 1}, column {context_mark.column + 1}"
         message += f" ({context})"
-    hint = None
-    if "found character '\\t'" in problem or "\\t" in problem:
-        hint = "YAML indentation must use spaces, not tabs"
     return ArchspecError.single("E-YAML", message, span, hint)
+
+
+def _tag_error(tag: str, span: Span) -> ArchspecError:
+    """A YAML tag that is not plain data (``!!python/object`` and friends, or a custom ``!tag``)."""
+    shown = "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
+    return ArchspecError.single(
+        "E-YAML-TAG",
+        f"YAML tag '{shown}' is not allowed in a spec",
+        span,
+        hint="specs are plain data: strings, numbers, booleans, null, lists and mappings",
+    )
 
 
 class _Builder:
@@ -226,24 +287,24 @@ class _Builder:
         key = id(node)
         if key in self.built:
             return self.built[key]
-        span = _span(self.path, node.start_mark)
         if isinstance(node, yaml.ScalarNode):
+            # A plain string needs no constructor (the common case: a fast path for big specs);
+            # a date such as 2024-05-01 stays text.
+            if node.tag == "tag:yaml.org,2002:str" or node.tag == "tag:yaml.org,2002:timestamp":
+                self.built[key] = node.value
+                return node.value
             if node.tag not in _PLAIN_TAGS:
-                raise ArchspecError.single(
-                    "E-YAML-TAG",
-                    f"YAML tag '{node.tag}' is not allowed in a spec",
-                    span,
-                    hint="specs are plain data: strings, numbers, booleans, null, lists and mappings",
-                )
+                raise _tag_error(node.tag, _span(self.path, node.start_mark))
             try:
                 value = self.loader.construct_object(node, deep=True)
             except yaml.YAMLError as exc:
                 raise _yaml_error(exc, self.path) from None
             self.built[key] = value
             return value
+        span = _span(self.path, node.start_mark)
         if isinstance(node, yaml.SequenceNode):
             if node.tag != "tag:yaml.org,2002:seq":
-                raise ArchspecError.single("E-YAML-TAG", f"YAML tag '{node.tag}' is not allowed in a spec", span)
+                raise _tag_error(node.tag, span)
             seq = LocSeq(span)
             self.built[key] = seq
             for item in node.value:
@@ -252,7 +313,7 @@ class _Builder:
             return seq
         if isinstance(node, yaml.MappingNode):
             if node.tag != "tag:yaml.org,2002:map":
-                raise ArchspecError.single("E-YAML-TAG", f"YAML tag '{node.tag}' is not allowed in a spec", span)
+                raise _tag_error(node.tag, span)
             mapping = LocMap(span)
             self.built[key] = mapping
             try:

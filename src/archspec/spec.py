@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, ValidationError
 
 from .errors import ArchspecError, Diagnostic, Span, did_you_mean
 from .expr import is_expression
@@ -52,12 +52,19 @@ _KEY_HINTS = {
     "kernel_size": "k", "kernel": "k", "padding": "pad", "out_channels": "out", "out_features": "out",
     "channels": "out", "filters": "out", "units": "out", "strides": "stride", "pool_size": "k",
 }
+#: Op names from other frameworks, for the "did you mean" of an unknown op.
+_OP_HINTS = {
+    "batchnorm": "bn", "batchnorm2d": "bn", "batch_norm": "bn", "batchnorm1d": "bn", "conv2d": "conv",
+    "convolution": "conv", "dense": "linear", "fc": "linear", "fully_connected": "linear", "maxpool2d": "maxpool",
+    "max_pool": "maxpool", "avgpool2d": "avgpool", "avg_pool": "avgpool", "globalavgpool": "gap",
+    "global_avgpool": "gap", "global_avg_pool": "gap", "swish": "silu", "add_": "add", "cat": "concat",
+}
 
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
 
 class BlockDef(_Model):
@@ -79,10 +86,18 @@ class SpecDocument(_Model):
     """A whole archspec file."""
 
     archspec: int = Field(description="Spec format version; must be 1.")
-    name: Ident = Field(description="Model name; the generated PyTorch class is named after it.")
+    name: Ident | None = Field(
+        None, description="Model name; the generated PyTorch class is named after it (required unless a block library)."
+    )
     description: str | None = Field(None, description="Free text shown in summaries and diagrams.")
-    input: list[Annotated[StrictInt, Field(gt=0, le=MAX_WIDTH)]] = Field(
-        description="Input shape without the batch dimension: [C, H, W] for images or [F] for features."
+    imports: list[str] = Field(
+        default_factory=list,
+        description="Spec files (relative to this one) whose blocks this file can use, e.g. [resnet_family.yaml].",
+    )
+    input: list[Annotated[StrictInt, Field(gt=0, le=MAX_WIDTH)]] | None = Field(
+        None,
+        description="Input shape without the batch dimension: [C, H, W] for images or [F] for features "
+        "(required unless a block library).",
     )
     params: dict[Ident, Any] = Field(
         default_factory=dict, description="Top-level parameters with defaults, overridable with `--set NAME=VALUE`."
@@ -91,6 +106,13 @@ class SpecDocument(_Model):
     layers: list[Any] | None = Field(None, description="The network as a sequence of items.")
     graph: dict[Ident, Any] | None = Field(None, description="The network as named nodes with explicit inputs.")
     output: Ident | None = Field(None, description="The node whose value is the network's output (default: the last).")
+
+    #: Located YAML of every visible block (own and imported), set by :func:`validate_document`.
+    _block_sources: dict[str, LocMap] = PrivateAttr(default_factory=dict)
+
+    def block_source(self, name: str) -> LocMap:
+        """The located YAML definition of block ``name``, which may live in an imported file."""
+        return self._block_sources[name]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +152,8 @@ def pydantic_diagnostics(
 ) -> list[Diagnostic]:
     """Convert a Pydantic ValidationError on located ``data`` into positioned diagnostics."""
     out: list[Diagnostic] = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        # Union/tagged errors add type names to the location; keep only real keys/indices.
-        loc = tuple(p for p in loc if isinstance(p, int) or not _is_type_tag(p))
-        where = ".".join(str(p) for p in prefix + loc) or "spec"
+    for err, loc in _union_filter(exc.errors(include_url=False)):
+        where = _loc_text(prefix + loc)
         kind = err["type"]
         if kind == "extra_forbidden":
             parent = _walk(data, loc[:-1])
@@ -152,6 +171,19 @@ def pydantic_diagnostics(
                            _loc_span(data, loc, key=True) or span_of(parent), hint_text)
             )
             continue
+        if kind == "missing" and loc and isinstance(loc[-1], int):
+            items = _raw_at(data, loc[:-1])
+            have = len(items) if isinstance(items, list) else 0
+            missing = sum(1 for e, other in _union_filter(exc.errors(include_url=False))
+                          if e["type"] == "missing" and other[:-1] == loc[:-1])
+            out.append(Diagnostic("E-TYPE", f"'{_loc_text(prefix + loc[:-1])}': expected {have + missing} items, "
+                                  f"got {have}", _loc_span(data, loc[:-1])))
+            continue
+        if kind == "too_long" and isinstance(_raw_at(data, loc), list):
+            limit = (err.get("ctx") or {}).get("max_length")
+            out.append(Diagnostic("E-TYPE", f"'{where}': expected at most {limit} items, got {len(_raw_at(data, loc))}",
+                                  _loc_span(data, loc)))
+            continue
         if kind == "missing":
             parent = _walk(data, loc[:-1])
             out.append(
@@ -159,16 +191,64 @@ def pydantic_diagnostics(
             )
             continue
         value = err.get("input")
+        raw = _raw_at(data, loc)
         message = _friendly(err["msg"], value)
+        if kind == "string_pattern_mismatch":
+            message = f"{value!r} is not an identifier (use letters, digits and '_', not starting with a digit)"
+        if is_expression(raw) and raw != value:
+            message += f" (from '{raw}')"
         out.append(
             Diagnostic(
                 "E-TYPE",
                 f"'{where}': {message}",
                 _loc_span(data, loc),
-                _type_hint(kind, value),
+                _type_hint(kind, value, raw),
             )
         )
     return _dedupe(out)
+
+
+def _loc_text(loc: tuple[Any, ...]) -> str:
+    """A location for messages: ``input[1]``, ``blocks.unit.params``; ``spec`` when empty."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "spec"
+
+
+def _union_filter(errors: list[Any]) -> list[tuple[Any, tuple[Any, ...]]]:
+    """Pair each Pydantic error with its location, keeping one error per location of a union.
+
+    A value such as ``k`` is ``int | [h, w]``; Pydantic reports a failure for every branch.  When
+    one branch got further (an error deeper inside the value) only that one is kept; otherwise the
+    first error that is not a plain type mismatch (or else the first one) speaks for the location.
+    """
+    # Union/tagged errors add type names to the location; keep only real keys/indices.
+    locs = [tuple(p for p in e["loc"] if isinstance(p, int) or not _is_type_tag(p)) for e in errors]
+    kept: list[tuple[Any, tuple[Any, ...]]] = []
+    for i, (err, loc) in enumerate(zip(errors, locs, strict=True)):
+        if any(len(other) > len(loc) and other[: len(loc)] == loc for other in locs):
+            continue
+        same = [j for j, other in enumerate(locs) if other == loc]
+        if len(same) > 1:
+            specific = [j for j in same if not str(errors[j]["type"]).endswith("_type")]
+            if i != (specific or same)[0]:
+                continue
+        kept.append((err, loc))
+    return kept
+
+
+def _raw_at(data: Any, loc: tuple[Any, ...]) -> Any:
+    """The value the user wrote at ``loc`` in the located data, or None."""
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            return None
+    return node
 
 
 def _is_type_tag(part: Any) -> bool:
@@ -211,14 +291,21 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 def _friendly(msg: str, value: Any) -> str:
     if isinstance(value, float) and msg.startswith("Input should be a valid integer"):
         return f"expected an integer, got {value!r}"
+    for word, wanted in (("list", "a list"), ("dictionary", "a mapping (key: value)"), ("string", "a string")):
+        if msg == f"Input should be a valid {word}":
+            return f"expected {wanted}, got {_kind(value)}"
     return msg[0].lower() + msg[1:] + (f" (got {value!r})" if value is not None and not isinstance(value, (dict, list)) else "")
 
 
-def _type_hint(kind: str, value: Any) -> str | None:
+def _type_hint(kind: str, value: Any, raw: Any = None) -> str | None:
     if isinstance(value, float) and kind.startswith("int"):
-        return "use '//' for integer division in expressions, e.g. ${in.c // 2}"
+        if is_expression(raw):
+            return "use '//' for integer division in expressions, e.g. ${in.c // 2}"
+        return "write a whole number"
     if isinstance(value, str) and value.isdigit():
         return "write the number without quotes"
+    if kind == "less_than_equal" and isinstance(value, int) and value > 4096:
+        return "no real layer is this large; check for a typo (an extra digit?)"
     return None
 
 
@@ -342,12 +429,16 @@ def body_items(body: Any, container: Any, key: Any) -> Iterator[tuple[Any, Any, 
 # Document validation
 
 
-def validate_document(data: Any, path: str) -> SpecDocument:
+def validate_document(data: Any, path: str, *, imported_by: tuple[str, ...] = ()) -> SpecDocument:
     """Validate the top-level structure and every item's shape statically (before any binding).
 
     Checks: the document and block models; each item parses; each op or block name exists (with
     "did you mean"); literal op arguments have no unknown keys; blocks do not use themselves.
-    All independent problems are reported together.
+    All independent problems are reported together.  Files named in ``imports`` are read and
+    validated too (see :mod:`archspec.imports`); the returned document's ``blocks`` hold every
+    visible block, its own and imported ones.  ``imported_by`` is set when this file is itself
+    being imported: the chain of importing files (for cycles); only then may the file be a block
+    library (``blocks`` without ``input``, ``layers`` or ``graph``).
     """
     if data is None:
         raise ArchspecError.single(
@@ -367,11 +458,33 @@ def validate_document(data: Any, path: str) -> SpecDocument:
     if doc.archspec != 1:
         errors.append(Diagnostic("E-VERSION", f"unsupported spec version {doc.archspec}; this archspec reads version 1",
                                  span_of(data, "archspec")))
-    if len(doc.input) not in (1, 3):
-        errors.append(Diagnostic("E-INPUT", f"input must be [C, H, W] or [features], got {len(doc.input)} numbers",
-                                 span_of(data, "input")))
-    _check_body_choice(data, errors, "the network")
+    library = "blocks" in data and not any(key in data for key in ("input", "layers", "graph"))
+    if library and not imported_by:
+        errors.append(Diagnostic("E-LIBRARY", "this file only defines blocks (it has no 'input' and no 'layers'), "
+                                 "so it describes no network", span_of(data),
+                                 hint="import it from a spec with 'imports: [file.yaml]', or add 'input' and 'layers'"))
+    elif not library:
+        errors.extend(Diagnostic("E-MISSING", f"missing required key '{key}'", span_of(data))
+                      for key in ("name", "input") if key not in data)
+        errors.extend(Diagnostic("E-TYPE", f"'{key}' is empty (null)", span_of(data, key),
+                                 hint="give the model's name" if key == "name" else "e.g. input: [3, 224, 224]")
+                      for key in ("name", "input") if key in data and data[key] is None)
+        if doc.input is not None and len(doc.input) not in (1, 3):
+            errors.append(Diagnostic("E-INPUT", f"input must be [C, H, W] or [features], got {len(doc.input)} numbers",
+                                     span_of(data, "input")))
+        _check_body_choice(data, errors, "the network")
+    from .imports import ImportedBlocks, resolve_imports  # imports.py validates files with this function
+
+    imported, import_errors = resolve_imports(data, path, imported_by) if doc.imports else (ImportedBlocks(), [])
+    if import_errors:  # the blocks of a failed import are unknown: checking uses of them would only cascade
+        raise ArchspecError(sorted(_dedupe(errors + import_errors), key=Diagnostic.sort_key))
     for bname in doc.blocks:
+        if bname in imported.definitions:
+            first = span_of(imported.sources[bname])
+            errors.append(Diagnostic("E-IMPORT-CLASH", f"block '{bname}' is also defined in an imported file"
+                                     + (f" ({first})" if first else ""),
+                                     span_of(data["blocks"], bname, key_position=True),
+                                     hint="rename one of them; imported block names share one namespace"))
         if bname in RESERVED_NAMES:
             errors.append(Diagnostic("E-NAME", f"'{bname}' is reserved and cannot name a block",
                                      span_of(data["blocks"], bname, key_position=True)))
@@ -379,16 +492,18 @@ def validate_document(data: Any, path: str) -> SpecDocument:
             errors.append(Diagnostic("E-NAME", f"block name '{bname}' shadows the built-in op of that name",
                                      span_of(data["blocks"], bname, key_position=True), hint="rename the block"))
         _check_body_choice(data["blocks"][bname], errors, f"block '{bname}'")
+    visible = doc.model_copy(update={"blocks": {**imported.definitions, **doc.blocks}})
+    visible._block_sources = {**imported.sources, **{b: data["blocks"][b] for b in doc.blocks}}
     block_refs: dict[str, list[tuple[str, Span]]] = {b: [] for b in doc.blocks}
     scopes: list[tuple[str | None, Any]] = [(None, data)] + [(b, data["blocks"][b]) for b in doc.blocks]
     for owner, holder in scopes:
         for key in ("layers", "graph"):
             if isinstance(holder, LocMap) and key in holder:
-                _check_body(holder[key], holder, key, doc, errors, block_refs.get(owner) if owner else None)
+                _check_body(holder[key], holder, key, visible, errors, block_refs.get(owner) if owner else None)
     errors.extend(_block_cycles(block_refs, data))
     if errors:
         raise ArchspecError(sorted(_dedupe(errors), key=Diagnostic.sort_key))
-    return doc
+    return visible
 
 
 def _check_body_choice(holder: Any, errors: list[Diagnostic], what: str) -> None:
@@ -406,8 +521,6 @@ def _check_body_choice(holder: Any, errors: list[Diagnostic], what: str) -> None
         if not body:
             key = "layers" if has_layers else "graph"
             errors.append(Diagnostic("E-BODY", f"{what} has an empty '{key}'", span_of(holder, key)))
-    if "output" in holder and not has_graph and has_layers is False:
-        pass
 
 
 def _check_body(
@@ -453,7 +566,8 @@ def _check_item(item: Item, doc: SpecDocument, errors: list[Diagnostic], refs: l
     if spec_op is None:
         names = list(doc.blocks) + sorted(OPS) + list(COMPOSITES)
         names += [n.replace("-", "_") for n in OPS]
-        hint = did_you_mean(op, names)
+        alias = _OP_HINTS.get(op.lower())
+        hint = f"did you mean '{alias}'?" if alias else did_you_mean(op, names)
         errors.append(Diagnostic("E-UNKNOWN-OP", f"unknown op or block '{op}'", item.span,
                                  (hint + " " if hint else "") + "(see 'Ops' in the README for the list)"))
         return
@@ -515,7 +629,10 @@ def _check_composite(
                                          span_of(args, k, key_position=True), (hint + " " if hint else "")
                                          + "allowed: body, shortcut"))
         body = args.get("body")
-        if not isinstance(body, LocSeq) or not body:
+        misspelt_body = "body" not in args and any(did_you_mean(str(k), ["body"]) for k in args)
+        if misspelt_body:
+            pass  # reported above as an unknown key with "did you mean 'body'?"
+        elif not isinstance(body, LocSeq) or not body:
             errors.append(Diagnostic("E-ARGS", "residual-add needs 'body', a non-empty list of layers",
                                      span_of(args, "body") if "body" in args else item.args_span))
         else:
@@ -538,10 +655,20 @@ def _block_cycles(refs: dict[str, list[tuple[str, Span]]], data: Any) -> list[Di
     stack: list[str] = []
     reported: set[frozenset[str]] = set()
 
-    def visit(b: str) -> None:
-        state[b] = 1
-        stack.append(b)
-        for target, span in refs.get(b, []):
+    def visit(root: str) -> None:
+        # Iterative depth-first search: a long chain of blocks must not exhaust Python's stack.
+        state[root] = 1
+        stack.append(root)
+        todo: list[tuple[str, int]] = [(root, 0)]
+        while todo:
+            b, i = todo.pop()
+            targets = refs.get(b, [])
+            if i >= len(targets):
+                stack.pop()
+                state[b] = 2
+                continue
+            todo.append((b, i + 1))
+            target, span = targets[i]
             if state.get(target) == 1:
                 cycle = [*stack[stack.index(target):], target]
                 key = frozenset(cycle)
@@ -551,9 +678,9 @@ def _block_cycles(refs: dict[str, list[tuple[str, Span]]], data: Any) -> list[Di
                     out.append(Diagnostic("E-RECURSION", f"block '{target}' uses {how}", span,
                                           hint="blocks cannot be recursive; use 'repeat' to stack copies"))
             elif state.get(target) is None and target in refs:
-                visit(target)
-        stack.pop()
-        state[b] = 2
+                state[target] = 1
+                stack.append(target)
+                todo.append((target, 0))
 
     for b in refs:
         if b not in state:

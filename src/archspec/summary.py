@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .ir import Graph
 from .ops import fmt_shape
 
-__all__ = ["graph_json", "graph_table", "one_line"]
+__all__ = [
+    "DTYPE_BYTES",
+    "graph_json",
+    "graph_table",
+    "one_line",
+    "summary_json",
+    "summary_markdown",
+    "summary_rows",
+    "summary_table",
+]
 
 
 def graph_json(graph: Graph) -> dict[str, Any]:
@@ -74,3 +84,151 @@ def one_line(graph: Graph) -> str:
         f"{graph.name}: ok, {len(graph.nodes)} nodes, {t.params:,} params, {_human(t.macs)} MACs, "
         f"{fmt_shape(graph.input_shape)} → {fmt_shape(graph.output_shape)}"
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# `archspec summary`: a torchinfo / Keras-style hierarchical table
+
+
+#: Bytes per element of the dtypes ``archspec summary --dtype`` knows.
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+
+
+def _depth(name: str) -> int:
+    return name.count(".") + 1
+
+
+def summary_rows(graph: Graph, depth: int | None = 3) -> list[dict[str, Any]]:
+    """One row per block/composite group and per node down to ``depth`` (``None`` = all), in execution order.
+
+    A group row carries the totals of everything inside it and the shape of its output; nodes deeper
+    than ``depth`` are folded into their enclosing group's row.
+    """
+    rows: list[dict[str, Any]] = []
+    shown: set[str] = set()
+    for node in graph.nodes.values():
+        chain: list[str] = []
+        g = node.group
+        while g:
+            chain.append(g)
+            g = graph.groups[g].parent
+        for gname in reversed(chain):
+            if gname in shown or (depth is not None and _depth(gname) > depth):
+                continue
+            shown.add(gname)
+            group = graph.groups[gname]
+            counts = graph.group_counts(gname)
+            out = graph.shape_of(group.output) if group.output else None
+            rows.append({
+                "name": gname, "depth": _depth(gname), "kind": "block" if group.kind == "block" else "composite",
+                "type": group.block if group.kind == "block" and group.block else group.kind,
+                "output_shape": list(out) if out is not None else None,
+                "params": counts.params, "buffers": counts.buffers, "macs": counts.macs,
+            })
+        if depth is None or _depth(node.name) <= depth:
+            rows.append({
+                "name": node.name, "depth": _depth(node.name), "kind": "op", "type": node.label,
+                "output_shape": list(node.shape), "params": node.counts.params,
+                "buffers": node.counts.buffers, "macs": node.counts.macs,
+            })
+    return rows
+
+
+def summary_json(graph: Graph, *, depth: int | None = 3, batch_size: int = 1, dtype: str = "float32") -> dict[str, Any]:
+    """The ``archspec summary --json`` object: rows plus totals and memory estimates in bytes.
+
+    Memory: weights (parameters), buffers (e.g. BatchNorm running statistics), the input batch, and
+    the forward activations of a batch (every node's output, as kept for the backward pass).
+    """
+    size = DTYPE_BYTES[dtype]
+    total = graph.total
+    activations = sum(math.prod(n.shape) for n in graph.nodes.values()) * batch_size * size
+    mem = {
+        "input": math.prod(graph.input_shape) * batch_size * size,
+        "params": total.params * size,
+        "buffers": total.buffers * size,
+        "activations": activations,
+    }
+    mem["total"] = sum(mem.values())
+    return {
+        "name": graph.name,
+        "input_shape": list(graph.input_shape),
+        "output_shape": list(graph.output_shape),
+        "batch_size": batch_size,
+        "dtype": dtype,
+        "depth": depth,
+        "rows": summary_rows(graph, depth),
+        "totals": {
+            "params": total.params,
+            "trainable_params": total.params,
+            "non_trainable_params": 0,
+            "buffers": total.buffers,
+            "macs": total.macs,
+            "macs_batch": total.macs * batch_size,
+            "memory_bytes": mem,
+        },
+    }
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.2f} MB"
+
+
+def _summary_cells(data: dict[str, Any], indent: str) -> list[tuple[str, ...]]:
+    cells = []
+    for r in data["rows"]:
+        shape = fmt_shape(tuple(r["output_shape"])) if r["output_shape"] is not None else "?"
+        name = indent * (r["depth"] - 1) + r["name"].rsplit(".", 1)[-1]
+        cells.append((name, r["type"], shape, f"{r['params']:,}", f"{r['buffers']:,}", f"{r['macs']:,}"))
+    return cells
+
+
+def _summary_footer(data: dict[str, Any]) -> list[str]:
+    t = data["totals"]
+    m = t["memory_bytes"]
+    b, dt = data["batch_size"], data["dtype"]
+    return [
+        f"Total params: {t['params']:,} ({_human(t['params'])})",
+        f"Trainable params: {t['trainable_params']:,}",
+        f"Non-trainable params: {t['non_trainable_params']:,}",
+        f"Buffers (e.g. BatchNorm statistics): {t['buffers']:,} elements",
+        f"MACs: {t['macs']:,} ({_human(t['macs'])}) per sample, {_human(t['macs_batch'])} per batch of {b}",
+        f"Weights size ({dt}): {_mb(m['params'] + m['buffers'])}",
+        f"Input size (batch {b}): {_mb(m['input'])}",
+        f"Forward activations (batch {b}): {_mb(m['activations'])}",
+        f"Estimated total: {_mb(m['total'])}",
+    ]
+
+
+_SUMMARY_HEADER = ("layer", "type", "output", "params", "buffers", "MACs")
+
+
+def summary_table(graph: Graph, *, depth: int | None = 3, batch_size: int = 1, dtype: str = "float32") -> str:
+    """The aligned terminal table of ``archspec summary``: hierarchy, shapes, counts, totals, memory."""
+    data = summary_json(graph, depth=depth, batch_size=batch_size, dtype=dtype)
+    rows = _summary_cells(data, "  ")
+    widths = [max(len(r[i]) for r in (_SUMMARY_HEADER, *rows)) for i in range(6)]
+
+    def fmt(r: tuple[str, ...]) -> str:
+        return "  ".join(
+            (c.rjust(w) if i >= 3 else c.ljust(w)) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+
+    rule = "=" * (sum(widths) + 2 * (len(widths) - 1))
+    thin = "-" * len(rule)
+    head = f"{graph.name}: input {fmt_shape(graph.input_shape)} → output {fmt_shape(graph.output_shape)}"
+    return "\n".join([head, rule, fmt(_SUMMARY_HEADER), rule, *(fmt(r) for r in rows), rule,
+                      *_summary_footer(data), thin])
+
+
+def summary_markdown(graph: Graph, *, depth: int | None = 3, batch_size: int = 1, dtype: str = "float32") -> str:
+    """The summary as a Markdown table plus a totals list (for docs)."""
+    data = summary_json(graph, depth=depth, batch_size=batch_size, dtype=dtype)
+    rows = _summary_cells(data, "&nbsp;&nbsp;")
+    lines = [f"**{graph.name}**: input {fmt_shape(graph.input_shape)} → output {fmt_shape(graph.output_shape)}", "",
+             "| " + " | ".join(_SUMMARY_HEADER) + " |", "|---|---|---|--:|--:|--:|"]
+    for r in rows:
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
+    lines.append("")
+    lines += [f"- {line}" for line in _summary_footer(data)]
+    return "\n".join(lines)

@@ -1,0 +1,75 @@
+"""Build time: ``archspec.build(spec)`` vs constructing the hand-written module (weights initialised).
+
+    python benchmarks/bench_build.py [--quick]
+
+Imports are excluded (both sides are imported and warmed up first).  Two archspec rows per net:
+- ``warm``: rebuilding an unchanged spec file, as a training script or notebook does on every run
+  of a cell; the analysed graph comes from archspec's in-process cache (keyed by path, mtime, size,
+  overrides and input shape) and only the modules and the forward code are made anew;
+- ``cold``: the cache is cleared before every call, so the file is read, validated, expanded and
+  shape-inferred each time.
+Every model built within one timed sample stays alive until the sample ends, then both sides' models
+are freed (``gc.collect()``, untimed: an fx ``GraphModule`` is part of a reference cycle, so it is not
+freed the moment it is dropped, and fresh pages cost page faults).
+Ratios are reported on wall time and on process CPU time (the latter is what the build itself
+costs when other processes share the machine).  Target: ratio ≤ 1.2 for every seed.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+
+import common
+
+TARGET = 1.2
+
+
+def main() -> None:
+    """Run the build comparison and print the table."""
+    args = common.parser(__doc__ or "").parse_args()
+    common.setup_torch()
+    import archspec
+    from archspec import api
+
+    refs = common.reference_nets()
+    rows = []
+    for name, (ctor, _, _) in refs.items():
+        path = common.SPECS / f"{name}.yaml"
+        big = name in ("alexnet", "vgg11")
+        rounds = (3 if big else 7) if args.quick else (9 if big else 31)
+        number = 1 if big else (20 if name == "lenet" else 3)
+
+        keep: list[object] = []  # every model of a sample stays alive until the sample is timed
+
+        def cleanup(keep: list[object] = keep) -> None:
+            keep.clear()
+            gc.collect()  # fx modules hold reference cycles: free both sides' weights before the next sample
+
+        def warm(p: object = path, keep: list[object] = keep) -> None:
+            keep.append(archspec.build(p))
+
+        def cold(p: object = path, keep: list[object] = keep) -> None:
+            api.clear_cache()
+            keep.append(archspec.build(p))
+
+        def theirs(ctor: Callable[[], object] = ctor, keep: list[object] = keep) -> None:
+            keep.append(ctor())
+
+        for mode, fn in (("warm", warm), ("cold", cold)):
+            c = common.interleave(f"{name} {mode}", fn, theirs, rounds=rounds, number=number, warmup=1,
+                                  cleanup=cleanup)
+            cpu = c.cpu()
+            row = common.comparison_row(c, TARGET)
+            row[-1:] = [f"{cpu.ratio:.3f}", "{:.3f}–{:.3f}".format(*cpu.spread),
+                        "ok" if min(c.ratio, cpu.ratio) <= TARGET else "MISS"]
+            rows.append(row)
+            print(" ".join(row), flush=True)
+    print()
+    print(f"build incl. weight init, {common.THREADS} threads; ratio = archspec.build / hand-written constructor")
+    common.print_table(["case", "archspec", "hand-written", "wall ratio", "wall min–max", "cpu ratio",
+                        "cpu min–max", "≤ 1.2"], rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,378 @@
+"""Eject: an analysed graph → standalone, readable PyTorch source that imports only torch.
+
+``archspec build SPEC --emit-python model.py`` writes one ``nn.Module`` class per spec block (one per
+distinct configuration, with the inferred channel counts written in) and one for the network.
+Composites (``sequence``, ``residual-add``, ``inception-branch``, ...) become plain code in the
+enclosing ``forward``, and their modules sit in ``nn.Module`` containers, so the emitted model has
+exactly the ``state_dict`` keys of :func:`archspec.build` and loads its weights.  Every line of
+``forward`` carries a comment with the spec line it came from and the output shape.
+
+The constructor calls are read back from the modules the op lowerings build (so plugin ops whose
+lowering returns a ``torch.nn`` module are supported too); a lowering that returns a module from
+outside ``torch.nn`` cannot be written as torch-only code and is reported as an error.
+"""
+
+from __future__ import annotations
+
+import inspect
+import keyword
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ArchspecError, Diagnostic, Span
+from .ir import Graph, Group, Node
+from .ops import fmt_shape
+
+__all__ = ["emit_python", "emit_python_to", "module_source"]
+
+_SKIP_ARGS = {"self", "device", "dtype"}
+
+
+def _camel(name: str) -> str:
+    parts = re.split(r"[-_\s.]+", name)
+    out = "".join(p[:1].upper() + p[1:] for p in parts if p)
+    return out if out and out[0].isalpha() else "Net" + out
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, tuple) and value and all(v == value[0] for v in value) and isinstance(value[0], int):
+        return repr(value[0])
+    return repr(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple) and not isinstance(b, tuple):
+        return all(v == b for v in a)
+    if isinstance(b, tuple) and not isinstance(a, tuple):
+        return all(v == a for v in b)
+    return isinstance(a, bool) is isinstance(b, bool) and bool(a == b)
+
+
+def module_source(module: Any, where: str, span: Span | None) -> str:
+    """Python source constructing an equivalent ``torch.nn`` module, e.g. ``nn.Conv2d(1, 6, 5, padding=2)``."""
+    cls = type(module)
+    import torch.nn
+
+    if getattr(torch.nn, cls.__name__, None) is not cls:
+        raise ArchspecError([
+            Diagnostic(
+                "E-EMIT",
+                f"cannot write '{where}' as torch-only code: its lowering is {cls.__module__}.{cls.__qualname__}, "
+                "not a torch.nn module",
+                span,
+                hint="emit-python supports ops that lower to torch.nn modules",
+            )
+        ])
+    args: list[str] = []
+    keyword_only = False
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name in _SKIP_ARGS or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if name == "bias" and hasattr(module, "bias"):
+            value: Any = module.bias is not None
+        elif hasattr(module, name):
+            value = getattr(module, name)
+        elif param.default is not param.empty:
+            continue
+        else:
+            raise ArchspecError([
+                Diagnostic("E-EMIT", f"cannot write '{where}': {cls.__name__} does not keep its argument '{name}'", span)
+            ])
+        if param.default is param.empty and not keyword_only:
+            args.append(_literal(value))
+            continue
+        keyword_only = True
+        if param.default is not param.empty and _same(value, param.default):
+            continue
+        args.append(f"{name}={_literal(value)}")
+    return f"nn.{cls.__name__}({', '.join(args)})"
+
+
+@dataclass
+class _Item:
+    """One statement of a forward: a leaf node, a merge, or a call of a child block class."""
+
+    out: str  # full name of the value produced
+    inputs: tuple[str, ...]
+    node: Node | None = None
+    group: Group | None = None
+
+
+@dataclass
+class _Scope:
+    """The network or one block instance emitted as a class."""
+
+    prefix: str  # "" for the network, else the group name
+    input: str
+    output: str
+    items: list[_Item] = field(default_factory=list)
+
+
+class _Emitter:
+    def __init__(self, graph: Graph, model: Any) -> None:
+        self.graph = graph
+        self.model = model
+        self.order = {name: i for i, name in enumerate(graph.nodes)}
+        self.members: dict[str, list[str]] = {}
+        for gname in graph.groups:
+            prefix = gname + "."
+            self.members[gname] = [n for n in graph.nodes if n.startswith(prefix)]
+        self.classes = [g for g in graph.groups.values() if g.kind == "block" and self._self_contained(g)]
+        self.class_names = {g.name for g in self.classes}
+        self.groups_by_output: dict[str, list[Group]] = {}
+        for g in graph.groups.values():
+            self.groups_by_output.setdefault(g.output, []).append(g)
+
+    # --- structure ----------------------------------------------------------------------------
+
+    def _self_contained(self, group: Group) -> bool:
+        """A block instance can be its own class when it reads one value and only its output is read outside."""
+        members = self.members[group.name]
+        if not members or group.output not in members:
+            return False
+        idx = [self.order[m] for m in members]
+        if max(idx) - min(idx) + 1 != len(idx):
+            return False
+        inside = set(members)
+        external = {i for m in members for i in self.graph.nodes[m].inputs if i not in inside}
+        if external != {group.input}:
+            return False
+        for name, node in self.graph.nodes.items():
+            if name not in inside and any(i in inside and i != group.output for i in node.inputs):
+                return False
+        return self.graph.output not in inside or self.graph.output == group.output
+
+    def _class_of(self, group_name: str) -> str:
+        """The innermost class group at or above ``group_name`` ("" = the network)."""
+        name = group_name
+        while name:
+            if name in self.class_names:
+                return name
+            name = self.graph.groups[name].parent
+        return ""
+
+    def scope(self, prefix: str) -> _Scope:
+        if prefix:
+            g = self.graph.groups[prefix]
+            sc = _Scope(prefix, g.input, g.output)
+        else:
+            sc = _Scope("", "input", self.graph.output)
+        seen_children: set[str] = set()
+        for node in self.graph.nodes.values():
+            owner = self._class_of(node.group)
+            if owner == prefix:
+                if not prefix or node.name.startswith(prefix + "."):
+                    sc.items.append(_Item(node.name, node.inputs, node=node))
+                continue
+            # Is the node inside a child class of this scope?  Find the class right below `prefix`.
+            child = owner
+            while child and self._class_of(self.graph.groups[child].parent) != prefix:
+                child = self._class_of(self.graph.groups[child].parent)
+            if not child or (prefix and not child.startswith(prefix + ".")):
+                continue
+            if child not in seen_children:
+                seen_children.add(child)
+                g = self.graph.groups[child]
+                sc.items.append(_Item(g.output, (g.input,), group=g))
+        return sc
+
+    # --- text -----------------------------------------------------------------------------------
+
+    def _rel(self, scope: _Scope, name: str) -> str:
+        return name[len(scope.prefix) + 1:] if scope.prefix else name
+
+    def _where(self, span: Span | None) -> str:
+        return f"{Path(span.path).name}:{span.line}" if span else ""
+
+    def _value_owner(self, scope: _Scope, value: str) -> str:
+        """The innermost group inside ``scope`` whose output ``value`` is (e.g. ``branch2``), else the node."""
+        best = value
+        for g in self.groups_by_output.get(value, ()):
+            inside = not scope.prefix or g.name.startswith(scope.prefix + ".")
+            if g.output == value and inside and g.name != scope.prefix and (best == value or len(g.name) > len(best)):
+                best = g.name
+        return best
+
+    def _var_names(self, scope: _Scope) -> dict[str, str]:
+        """Variable per value: ``x`` along a chain, a short unique name where a value is reused later."""
+        uses: dict[str, list[int]] = {}
+        for i, item in enumerate(scope.items):
+            for src in item.inputs:
+                uses.setdefault(src, []).append(i)
+        uses.setdefault(scope.output, []).append(len(scope.items))
+
+        def chained(value: str, position: int) -> bool:
+            return uses.get(value, []) == [position + 1]
+
+        names: dict[str, str] = {}
+        taken = {"x", "self", "torch", "nn"}
+        names[scope.input] = "x" if chained(scope.input, -1) else "inp"
+        taken.add(names[scope.input])
+        for i, item in enumerate(scope.items):
+            if chained(item.out, i):
+                names[item.out] = "x"
+                continue
+            parts = self._rel(scope, self._value_owner(scope, item.out)).split(".")
+            for k in range(1, len(parts) + 1):
+                cand = re.sub(r"\W", "_", "_".join(parts[-k:]))
+                if cand[0].isdigit() or keyword.iskeyword(cand):
+                    cand = "v_" + cand
+                if cand not in taken:
+                    break
+            else:
+                base, n = cand, 2
+                while f"{base}_{n}" in taken:
+                    n += 1
+                cand = f"{base}_{n}"
+            taken.add(cand)
+            names[item.out] = cand
+        return names
+
+    def body(self, scope: _Scope, class_name_of: dict[str, str]) -> tuple[list[str], list[str]]:
+        """``__init__`` and ``forward`` lines of a scope."""
+        init: list[str] = []
+        made: set[str] = set()
+
+        def containers(path: str) -> None:
+            parts = path.split(".")
+            for k in range(1, len(parts)):
+                sub = ".".join(parts[:k])
+                if sub not in made:
+                    made.add(sub)
+                    full = f"{scope.prefix}.{sub}" if scope.prefix else sub
+                    group = self.graph.groups.get(full)
+                    what = (group.block or group.kind) if group else "container"
+                    init.append(f"self.{sub} = nn.Module()  # {what}, {self._where(group.span if group else None)}")
+
+        names = self._var_names(scope)
+        fwd: list[str] = []
+        for item in scope.items:
+            var = names[item.out]
+            args = [names[i] for i in item.inputs]
+            if item.group is not None:
+                rel = self._rel(scope, item.group.name)
+                containers(rel)
+                init.append(f"self.{rel} = {class_name_of[item.group.name]}()")
+                shape = fmt_shape(self.graph.shape_of(item.out))
+                fwd.append(f"{var} = self.{rel}({args[0]})  # {shape}, block '{item.group.block}' "
+                           f"at {self._where(item.group.span)}")
+                continue
+            node = item.node
+            assert node is not None
+            comment = f"  # {fmt_shape(node.shape)}, {self._where(node.span)}"
+            if node.op == "add":
+                fwd.append(f"{var} = {' + '.join(args)}{comment}")
+            elif node.op == "concat":
+                fwd.append(f"{var} = torch.cat([{', '.join(args)}], dim=1){comment}")
+            else:
+                rel = self._rel(scope, node.name)
+                containers(rel)
+                src = module_source(self.model.get_submodule(node.name), node.name, node.span)
+                init.append(f"self.{rel} = {src}")
+                fwd.append(f"{var} = self.{rel}({', '.join(args)}){comment}")
+        fwd.append(f"return {names[scope.output]}")
+        return init, fwd
+
+
+def _class_text(name: str, doc: str, init: Iterable[str], fwd: Iterable[str], arg: str) -> str:
+    lines = [f"class {name}(nn.Module):", f'    """{doc}"""', "", "    def __init__(self) -> None:",
+             "        super().__init__()"]
+    lines += [f"        {line}" for line in init]
+    lines += ["", f"    def forward(self, {arg}: torch.Tensor) -> torch.Tensor:"]
+    lines += [f"        {line}" for line in fwd]
+    return "\n".join(lines) + "\n"
+
+
+def emit_python(graph: Graph) -> str:
+    """Standalone PyTorch source for an analysed graph (imports torch to read the lowered modules)."""
+    from . import __version__
+    from .lower_torch import lower
+
+    model = lower(graph, device="meta")
+    em = _Emitter(graph, model)
+    # Children first (reverse creation order), so a parent's text can name its children's classes.
+    variant_of: dict[str, int] = {}  # group name → index in `variants`
+    variants: list[dict[str, Any]] = []
+    token = "\x00{}\x00"
+    for g in reversed(em.classes):
+        sc = em.scope(g.name)
+        refs = {c.group.name: token.format(variant_of[c.group.name]) for c in sc.items if c.group is not None}
+        init, fwd = em.body(sc, refs)
+        arg = "x" if em._var_names(sc)[sc.input] == "x" else "inp"
+        args = ", ".join(f"{k}={v!r}" for k, v in g.args.items())
+        key = (g.block, tuple(init), tuple(fwd), arg)
+        for i, v in enumerate(variants):
+            if v["key"] == key:
+                variant_of[g.name] = i
+                v["groups"].append(g)
+                break
+        else:
+            variant_of[g.name] = len(variants)
+            variants.append({"key": key, "groups": [g], "init": init, "fwd": fwd, "arg": arg, "args": args,
+                             "block": g.block or g.kind})
+    # Name variants in execution order: Residual, Residual2, ...
+    order = sorted(range(len(variants)), key=lambda i: em.order[em.members[variants[i]["groups"][-1].name][0]])
+    counts: dict[str, int] = {}
+    model_name = _camel(graph.name)
+    names: dict[int, str] = {}
+    for i in order:
+        base = _camel(variants[i]["block"])
+        counts[base] = counts.get(base, 0) + 1
+        names[i] = base if counts[base] == 1 else f"{base}{counts[base]}"
+    if model_name in names.values():
+        model_name += "Net"
+
+    def resolve(text: str) -> str:
+        return re.sub("\x00(\\d+)\x00", lambda m: names[int(m.group(1))], text)
+
+    top = em.scope("")
+    top_init, top_fwd = em.body(top, {c.group.name: token.format(variant_of[c.group.name])
+                                      for c in top.items if c.group is not None})
+    top_arg = "x" if em._var_names(top)["input"] == "x" else "inp"
+
+    # Emit children before their users: post-order from the network's direct children.
+    emitted: list[int] = []
+
+    def visit(i: int) -> None:
+        if i in emitted:
+            return
+        for line in variants[i]["init"]:
+            for m in re.finditer("\x00(\\d+)\x00", line):
+                visit(int(m.group(1)))
+        emitted.append(i)
+
+    for line in top_init:
+        for m in re.finditer("\x00(\\d+)\x00", line):
+            visit(int(m.group(1)))
+
+    src = Path(graph.path).name
+    parts = [
+        f'"""{graph.name}: standalone PyTorch model generated by archspec {__version__} from {src}.\n\n'
+        + (f"{graph.description}\n\n" if graph.description else "")
+        + f"Input {fmt_shape(graph.input_shape)} (plus the batch dimension), output {fmt_shape(graph.output_shape)}.\n"
+        "The comments name the spec line of each layer and its output shape (without the batch dimension).\n"
+        '"""\n\nimport torch\nfrom torch import nn\n',
+    ]
+    for i in emitted:
+        v = variants[i]
+        used = ", ".join(f"{g.name} ({em._where(g.span)})"
+                         for g in sorted(v["groups"], key=lambda g: em.order[em.members[g.name][0]]))
+        doc = f"Block '{v['block']}'" + (f" with {v['args']}" if v["args"] else "") + f"; instances: {used}."
+        body = _class_text(names[i], doc, v["init"], v["fwd"], v["arg"])
+        parts.append(resolve(body))
+    doc = graph.description or f"The {graph.name} network."
+    parts.append(resolve(_class_text(model_name, doc, top_init, top_fwd, top_arg)))
+    text = "\n\n".join(parts)
+    return text
+
+
+def emit_python_to(graph: Graph, path: str, *, protect: tuple[str, ...] = ()) -> str:
+    """Write the emitted source to ``path`` (atomically, never over a ``protect``-ed file); return the text."""
+    from .fsutil import write_atomic
+
+    text = emit_python(graph)
+    write_atomic(path, text, protect=protect)
+    return text
