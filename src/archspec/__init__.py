@@ -5,7 +5,7 @@ infers every shape statically, compiles it to a ``torch.nn.Module`` and renders 
 
 >>> import archspec
 >>> graph = archspec.analyze("specs/lenet.yaml")      # static: no torch import
->>> model = archspec.build("specs/lenet.yaml")         # a torch.fx.GraphModule
+>>> model = archspec.build("specs/lenet.yaml")         # an nn.Module
 """
 
 from __future__ import annotations

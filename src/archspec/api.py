@@ -125,7 +125,7 @@ def build(
     max_params: int | None = DEFAULT_MAX_PARAMS,
     **overrides: Any,
 ) -> torch.nn.Module:
-    """Compile a spec to a ``torch.nn.Module`` (a ``torch.fx.GraphModule`` with straight-line forward).
+    """Compile a spec to a ``torch.nn.Module`` (see :class:`archspec.lower_torch.ArchspecModule`).
 
     Keyword arguments other than the named ones override top-level spec parameters, e.g.
     ``build("specs/lenet.yaml", classes=100)``.  A model with more than ``max_params`` parameters
