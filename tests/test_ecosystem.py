@@ -25,12 +25,7 @@ INDUCTOR_SEEDS = ["lenet"]
 TRACE_SEEDS = ["lenet", "googlenet", "resnet18"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(min(2, old))
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("two_threads")
 
 
 def _model_and_input(name: str, batch: int = 1) -> tuple[torch.nn.Module, torch.Tensor]:

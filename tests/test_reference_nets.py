@@ -51,13 +51,7 @@ SHAPE_PRESERVING = (nn.ReLU, nn.Sigmoid, nn.Dropout)
 GOOGLENET_INCEPTION_CHANNELS = [256, 480, 512, 512, 512, 528, 832, 832, 1024]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _two_threads() -> Iterator[None]:
-    """Run at most two intra-op threads, as on the 2-core CI box; restore afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(min(2, before))
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("two_threads")
 
 
 @functools.cache

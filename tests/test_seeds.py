@@ -10,13 +10,7 @@ from conftest import SEEDS, SPECS
 from reference_nets import BUFFER_COUNTS, REFERENCE_NETS
 from weight_transfer import copy_weights
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(min(2, old))
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("two_threads")
 
 
 @pytest.mark.parametrize("name", SEEDS)
