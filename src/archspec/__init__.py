@@ -10,10 +10,15 @@ infers every shape statically, compiles it to a ``torch.nn.Module`` and renders 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .api import DEFAULT_MAX_PARAMS, analyze, build
 from .errors import ArchspecError, Diagnostic, Span
 from .ir import Graph, Group, Node
-from .ops import Counts, Op, OpParams, ShapeError, register_op
+from .ops import Counts, Op, ShapeError, register_op
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import OpParams
 
 __all__ = [
     "DEFAULT_MAX_PARAMS",
@@ -33,3 +38,12 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``archspec.OpParams`` is imported on first use: it pulls in Pydantic's model machinery."""
+    if name == "OpParams":
+        from .models import OpParams
+
+        return OpParams
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

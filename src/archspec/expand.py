@@ -19,12 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic_core import ValidationError
 
 from .errors import ArchspecError, Diagnostic, Note, Span, did_you_mean
 from .expr import ExprError, InputShape, evaluate, is_expression
 from .ir import Graph, Group, Node
-from .ops import Conv, ConvParams, Linear, LinearParams, Op, Shape, ShapeError, fmt_shape, get_op
+from .ops import Conv, Linear, Op, Shape, ShapeError, fmt_shape, get_op
 from .source import LocMap, LocSeq, span_of
 from .spec import COMPOSITES, Item, SpecDocument, body_items, parse_item, pydantic_diagnostics
 
@@ -279,6 +279,8 @@ class _Expander:
             src = spans_from["from"] if spans_from is not None else None
             return [(s, span_of(src, j) if isinstance(src, LocSeq) else span_of(spans_from, "from") or item.span)
                     for j, s in enumerate(item.sources)]
+        if item.op in self.doc.blocks or item.op.replace("_", "-") in COMPOSITES:
+            return None  # blocks and composites take their input from the previous item
         op = get_op(item.op)
         if op is not None and op.arity is None and isinstance(item.args, LocSeq):
             return [(str(s), span_of(item.args, j) or item.span) for j, s in enumerate(item.args)]
@@ -436,10 +438,10 @@ class _Expander:
                        scope)
             raise _Abort
         try:
-            params = op.params_model.model_validate(args)
+            params = op.validate_params(args)
         except ValidationError as exc:
             raw_args = item.args if isinstance(item.args, LocMap) else LocMap(item.args_span)
-            for d in pydantic_diagnostics(exc, raw_args, model=op.params_model):
+            for d in pydantic_diagnostics(exc, raw_args, model=op.params_schema()):
                 hint = d.hint
                 if d.code == "E-MISSING":
                     hint = hint or f"e.g. {op.name}: {{{', '.join(_required(op))}}}"
@@ -616,7 +618,7 @@ class _Expander:
         """The 1×1 conv (or linear, for flat tensors) that makes ``x`` the shape of ``y``."""
         if len(x) == 1 and len(y) == 1:
             op: Op = Linear()
-            params: Any = LinearParams(out=y[0])
+            params: Any = op.validate_params({"out": y[0]})
         elif len(x) == 3 and len(y) == 3:
             strides = []
             for dim, (a, b) in zip(("height", "width"), ((x[1], y[1]), (x[2], y[2])), strict=True):
@@ -629,7 +631,7 @@ class _Expander:
                     raise _Abort
                 strides.append(s)
             op = Conv()
-            params = ConvParams(out=y[0], k=1, stride=(strides[0], strides[1]))
+            params = op.validate_params({"out": y[0], "k": 1, "stride": (strides[0], strides[1])})
         else:
             self.error("E-SHAPE", f"{name}: cannot add the input {fmt_shape(x)} to the body output {fmt_shape(y)}",
                        span, scope, hint="the body must not flatten its input")
@@ -651,7 +653,7 @@ class _Expander:
 
 
 def _required(op: Op) -> list[str]:
-    return [f"{k}: ..." for k, f in op.params_model.model_fields.items() if f.is_required()]
+    return [f"{k}: ..." for k in op.required_params()]
 
 
 def _type_name(v: Any) -> str:

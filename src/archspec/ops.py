@@ -1,6 +1,12 @@
-"""The primitive operations: one class per op holds its parameter model, shape rule, counts, diagram
-label and PyTorch lowering.  Adding an op means adding one class here (or registering one from your
-own package with :func:`register_op`); no other file has a list of ops.
+"""The primitive operations: one class per op holds its shape rule, counts, diagram label and
+PyTorch lowering, and names its parameter model.  Adding an op means adding one class here and its
+parameter model in :mod:`archspec.models` (or registering both from your own package with
+:func:`register_op`); no other file has a list of ops.
+
+Built-in ops name their model with :class:`BuiltinParams`, so that checking a spec runs the model's
+compiled validator (:mod:`archspec.compiled`) and never imports Pydantic's model machinery;
+``Conv.params_model`` still gives the Pydantic class when asked for.  Plugin ops set
+``params_model`` to their own :class:`OpParams` subclass.
 
 Shapes exclude the batch dimension: ``(C, H, W)`` for images, ``(F,)`` for flat features.
 Nothing in this module imports torch at import time; :meth:`Op.lower` imports it when called.
@@ -11,15 +17,25 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from .models import (
+        AdaptivePoolParams,
+        AvgPoolParams,
+        BatchNormParams,
+        ConvParams,
+        DropoutParams,
+        LinearParams,
+        MaxPoolParams,
+        OpParams,
+    )
+
 __all__ = [
     "OPS",
+    "BuiltinParams",
     "Counts",
     "Op",
     "OpParams",
@@ -38,13 +54,6 @@ MAX_WIDTH = 1 << 22
 #: Upper bound on a kernel, stride, padding or dilation.
 MAX_WINDOW = 1 << 12
 
-PosInt = Annotated[StrictInt, Field(gt=0, le=MAX_WIDTH)]
-Window = Annotated[StrictInt, Field(gt=0, le=MAX_WINDOW)]
-NonNeg = Annotated[StrictInt, Field(ge=0, le=MAX_WINDOW)]
-Pair = Window | tuple[Window, Window]
-NonNegPair = NonNeg | tuple[NonNeg, NonNeg]
-Prob = Annotated[StrictFloat | StrictInt, Field(ge=0, lt=1)]
-PosFloat = Annotated[StrictFloat | StrictInt, Field(gt=0)]
 
 
 class ShapeError(Exception):
@@ -63,16 +72,6 @@ class Counts:
     params: int = 0
     buffers: int = 0
     macs: int = 0
-
-
-class OpParams(BaseModel):
-    """Base of every op's parameter model: frozen, unknown keys rejected."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # schemas built on first use
-
-
-class NoParams(OpParams):
-    """This op takes no parameters."""
 
 
 def fmt_shape(shape: Shape | None) -> str:
@@ -113,6 +112,32 @@ def _window_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> i
     return span // s + 1
 
 
+class BuiltinParams:
+    """``params_model`` of a built-in op: the name of its model in :mod:`archspec.models`.
+
+    Reading ``Op.params_model`` imports that module and returns the Pydantic class;
+    :meth:`Op.validate_params` uses the precompiled validator instead.
+    """
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def __get__(self, obj: Any, owner: Any = None) -> type[OpParams]:
+        from . import models
+
+        cls: type[OpParams] = getattr(models, self.model)
+        return cls
+
+
+def _compiled_name(cls: type[Op]) -> str | None:
+    """The compiled model name of ``cls``'s parameters, or None for a plugin's own Pydantic model."""
+    for klass in cls.__mro__:
+        attr = klass.__dict__.get("params_model")
+        if attr is not None:
+            return attr.model if isinstance(attr, BuiltinParams) else None
+    return None
+
+
 class Op:
     """Base class of an operation.
 
@@ -123,13 +148,49 @@ class Op:
     #: The name used in specs (hyphenated; ``_`` is accepted in its place).
     name: ClassVar[str] = ""
     #: The Pydantic model of the op's parameters.
-    params_model: ClassVar[type[OpParams]] = NoParams
+    params_model: ClassVar[Any] = BuiltinParams("NoParams")
     #: ``1`` for ops on one tensor, ``None`` for merges taking two or more.
     arity: ClassVar[int | None] = 1
     #: One sentence for the docs and the JSON Schema.
     summary: ClassVar[str] = ""
     #: Diagram/summary category: "conv", "pool", "linear", "act", "norm", "reg", "shape", "merge".
     category: ClassVar[str] = "other"
+
+    @classmethod
+    def validate_params(cls, args: Any) -> Any:
+        """Validated parameters (attribute access: ``p.out``) or a ``pydantic_core.ValidationError``."""
+        name = _compiled_name(cls)
+        if name is None:
+            return cls.params_model.model_validate(args)
+        from .compiled import validator
+
+        return validator(name).validate_python(args)
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The op's parameter names, in declaration order."""
+        name = _compiled_name(cls)
+        if name is None:
+            return list(cls.params_model.model_fields)
+        from .compiled import field_names
+
+        return field_names(name)
+
+    @classmethod
+    def required_params(cls) -> list[str]:
+        """The parameters that have no default."""
+        name = _compiled_name(cls)
+        if name is None:
+            return [k for k, f in cls.params_model.model_fields.items() if f.is_required()]
+        from .compiled import required_fields
+
+        return required_fields(name)
+
+    @classmethod
+    def params_schema(cls) -> Any:
+        """What :func:`archspec.spec.pydantic_diagnostics` needs to explain an error in the parameters:
+        the compiled model name, or the plugin's Pydantic class."""
+        return _compiled_name(cls) or cls.params_model
 
     def infer(self, p: Any, inputs: list[Shape]) -> Shape:
         """Output shape for these parameters and input shapes; raise :class:`ShapeError` if invalid."""
@@ -183,20 +244,6 @@ def get_op(name: str) -> Op | None:
 # Convolution, linear
 
 
-class ConvParams(OpParams):
-    """Parameters of a 2-D convolution (``in_channels`` is inferred)."""
-
-    out: PosInt = Field(description="Output channels.")
-    k: Pair = Field(description="Kernel size: an int or [height, width].")
-    stride: Pair = Field(1, description="Stride: an int or [height, width].")
-    pad: NonNegPair | Literal["same", "valid"] = Field(
-        0, description="Zero padding: an int, [height, width], 'same' (stride 1 only) or 'valid' (= 0)."
-    )
-    dilation: Pair = Field(1, description="Kernel dilation: an int or [height, width].")
-    groups: PosInt = Field(1, description="Number of groups; input and output channels must divide by it.")
-    bias: StrictBool = Field(True, description="Whether the convolution adds a learned bias.")
-
-
 def _conv_padding(p: ConvParams) -> tuple[tuple[int, int], tuple[int, int]]:
     """Total padding per side as ((top, bottom), (left, right))."""
     k, d = pair(p.k), pair(p.dilation)
@@ -212,7 +259,7 @@ def _conv_padding(p: ConvParams) -> tuple[tuple[int, int], tuple[int, int]]:
 @register_op
 class Conv(Op):
     name = "conv"
-    params_model = ConvParams
+    params_model = BuiltinParams("ConvParams")
     summary = "2-D convolution (torch.nn.Conv2d)."
     category = "conv"
 
@@ -269,17 +316,10 @@ class Conv(Op):
         )
 
 
-class LinearParams(OpParams):
-    """Parameters of a fully connected layer (``in_features`` is inferred)."""
-
-    out: PosInt = Field(description="Output features.")
-    bias: StrictBool = Field(True, description="Whether the layer adds a learned bias.")
-
-
 @register_op
 class Linear(Op):
     name = "linear"
-    params_model = LinearParams
+    params_model = BuiltinParams("LinearParams")
     summary = "Fully connected layer (torch.nn.Linear) on a flat input."
     category = "linear"
 
@@ -306,27 +346,6 @@ class Linear(Op):
 
 # --------------------------------------------------------------------------------------------------
 # Pooling
-
-
-class PoolParams(OpParams):
-    """Parameters of max or average pooling."""
-
-    k: Pair = Field(description="Window size: an int or [height, width].")
-    stride: Pair | None = Field(None, description="Stride; defaults to the window size.")
-    pad: NonNegPair = Field(0, description="Implicit padding on both sides; at most half the window.")
-    ceil_mode: StrictBool = Field(False, description="Round the output size up instead of down.")
-
-
-class MaxPoolParams(PoolParams):
-    """Parameters of max pooling."""
-
-    dilation: Pair = Field(1, description="Window dilation.")
-
-
-class AvgPoolParams(PoolParams):
-    """Parameters of average pooling."""
-
-    count_include_pad: StrictBool = Field(True, description="Whether padded zeros count in the average.")
 
 
 class _Pool(Op):
@@ -366,7 +385,7 @@ class _Pool(Op):
 @register_op
 class MaxPool(_Pool):
     name = "maxpool"
-    params_model = MaxPoolParams
+    params_model = BuiltinParams("MaxPoolParams")
     summary = "2-D max pooling (torch.nn.MaxPool2d)."
 
     def lower(self, p: MaxPoolParams, inputs: list[Shape], out: Shape) -> torch.nn.Module:
@@ -381,7 +400,7 @@ class MaxPool(_Pool):
 @register_op
 class AvgPool(_Pool):
     name = "avgpool"
-    params_model = AvgPoolParams
+    params_model = BuiltinParams("AvgPoolParams")
     summary = "2-D average pooling (torch.nn.AvgPool2d)."
 
     def lower(self, p: AvgPoolParams, inputs: list[Shape], out: Shape) -> torch.nn.Module:
@@ -393,14 +412,8 @@ class AvgPool(_Pool):
         )
 
 
-class AdaptivePoolParams(OpParams):
-    """Parameters of adaptive pooling."""
-
-    size: Pair = Field(1, description="Output size: an int or [height, width].")
-
-
 class _AdaptivePool(Op):
-    params_model = AdaptivePoolParams
+    params_model = BuiltinParams("AdaptivePoolParams")
     category = "pool"
 
     def infer(self, p: Any, inputs: list[Shape]) -> Shape:
@@ -437,7 +450,7 @@ class AdaptiveMaxPool(_AdaptivePool):
 @register_op
 class GlobalAvgPool(_AdaptivePool):
     name = "gap"
-    params_model = NoParams
+    params_model = BuiltinParams("NoParams")
     summary = "Global average pooling: C×H×W → C×1×1 (torch.nn.AdaptiveAvgPool2d(1))."
 
     def label(self, p: Any) -> str:
@@ -453,11 +466,11 @@ class GlobalAvgPool(_AdaptivePool):
 # Activations
 
 
-def _activation(name: str, summary: str, factory: Callable[[Any], Any], model: type[OpParams] = NoParams,
+def _activation(name: str, summary: str, factory: Callable[[Any], Any], model: Any = None,
                 infer: Callable[[Any, Any, list[Shape]], Shape] | None = None) -> None:
     attrs: dict[str, Any] = {
         "name": name,
-        "params_model": model,
+        "params_model": model or BuiltinParams("NoParams"),
         "summary": summary,
         "category": "act",
         "lower": lambda self, p, inputs, out: factory(p),
@@ -480,24 +493,6 @@ def _softmax_infer(self: Op, p: Any, inputs: list[Shape]) -> Shape:
     return inputs[0]
 
 
-class LeakyReluParams(OpParams):
-    """Parameters of leaky ReLU."""
-
-    slope: Annotated[StrictFloat | StrictInt, Field(ge=0)] = Field(0.01, description="Slope for negative inputs.")
-
-
-class GeluParams(OpParams):
-    """Parameters of GELU."""
-
-    approximate: Literal["none", "tanh"] = Field("none", description="'none' (exact erf) or 'tanh' approximation.")
-
-
-class SoftmaxParams(OpParams):
-    """Parameters of softmax."""
-
-    dim: StrictInt = Field(1, description="Dimension (batch is 0, channels 1) the softmax normalises over.")
-
-
 def _nn(name: str, *args: Any, **kwargs: Any) -> Any:
     from torch import nn
 
@@ -511,30 +506,21 @@ _activation("tanh", "Hyperbolic tangent (torch.nn.Tanh).", lambda p: _nn("Tanh")
 _activation("silu", "SiLU / swish (torch.nn.SiLU).", lambda p: _nn("SiLU"))
 _activation("hardswish", "Hard swish (torch.nn.Hardswish).", lambda p: _nn("Hardswish"))
 _activation("gelu", "Gaussian error linear unit (torch.nn.GELU).", lambda p: _nn("GELU", approximate=p.approximate),
-            GeluParams)
-_activation("leaky-relu", "Leaky ReLU (torch.nn.LeakyReLU).", lambda p: _nn("LeakyReLU", p.slope), LeakyReluParams)
+            BuiltinParams("GeluParams"))
+_activation("leaky-relu", "Leaky ReLU (torch.nn.LeakyReLU).", lambda p: _nn("LeakyReLU", p.slope),
+            BuiltinParams("LeakyReluParams"))
 _activation("softmax", "Softmax over a dimension (torch.nn.Softmax).", lambda p: _nn("Softmax", dim=p.dim),
-            SoftmaxParams, _softmax_infer)
+            BuiltinParams("SoftmaxParams"), _softmax_infer)
 
 
 # --------------------------------------------------------------------------------------------------
 # Normalisation, regularisation, reshaping
 
 
-class BatchNormParams(OpParams):
-    """Parameters of batch normalisation (``num_features`` is inferred)."""
-
-    eps: PosFloat = Field(1e-5, description="Added to the variance for numerical stability.")
-    momentum: Annotated[StrictFloat | StrictInt, Field(ge=0, le=1)] = Field(
-        0.1, description="Running statistics momentum."
-    )
-    affine: StrictBool = Field(True, description="Learn a per-channel scale and shift.")
-
-
 @register_op
 class BatchNorm(Op):
     name = "bn"
-    params_model = BatchNormParams
+    params_model = BuiltinParams("BatchNormParams")
     summary = "Batch normalisation: BatchNorm2d on C×H×W, BatchNorm1d on flat features."
     category = "norm"
 
@@ -552,16 +538,10 @@ class BatchNorm(Op):
         return cls(inputs[0][0], eps=p.eps, momentum=p.momentum, affine=p.affine)
 
 
-class DropoutParams(OpParams):
-    """Parameters of dropout."""
-
-    p: Prob = Field(0.5, description="Probability of zeroing an element during training.")
-
-
 @register_op
 class Dropout(Op):
     name = "dropout"
-    params_model = DropoutParams
+    params_model = BuiltinParams("DropoutParams")
     summary = "Dropout (torch.nn.Dropout); the identity in eval mode."
     category = "reg"
 
@@ -647,3 +627,12 @@ class Concat(Op):
 
     def label(self, p: Any) -> str:
         return "concat"
+
+
+def __getattr__(name: str) -> Any:
+    """``archspec.ops.OpParams`` (and ``NoParams``): the Pydantic bases live in :mod:`archspec.models`."""
+    if name in ("OpParams", "NoParams"):
+        from . import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

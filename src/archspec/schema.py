@@ -18,8 +18,9 @@ import copy
 import json
 from typing import Any
 
+from .models import BlockDef, SpecDocument
 from .ops import OPS, Op
-from .spec import COMPOSITES, ITEM_KEYS, BlockDef, SpecDocument
+from .spec import COMPOSITES, ITEM_KEYS
 
 __all__ = ["SCHEMA_ID", "json_schema", "schema_text"]
 

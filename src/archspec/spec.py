@@ -1,6 +1,8 @@
-"""Stage 2, *validate*: located YAML data → Pydantic models of the spec document.
+"""Stage 2, *validate*: located YAML data → the validated spec document.
 
-The document and block definitions are Pydantic v2 models (``extra="forbid"``, frozen).  Layer items
+The document and block definitions are checked by the Pydantic models of :mod:`archspec.models`
+(``extra="forbid"``), run through their compiled validators (:mod:`archspec.compiled`), and come
+back as frozen :class:`~archspec.compiled.Record` objects with the models' attribute names.  Layer items
 (``- conv: {out: 64, k: 3}``) are parsed into :class:`Item` records that keep their YAML positions;
 their op parameters are validated against each op's own model once block parameters are bound
 (see :mod:`archspec.expand`), because a value such as ``$c`` is only known per instance.
@@ -13,13 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, ValidationError
+from pydantic_core import ValidationError
 
+from .compiled import Record, fields_at, record, validator
 from .errors import ArchspecError, Diagnostic, Span, did_you_mean
 from .expr import is_expression
-from .ops import MAX_WIDTH, OPS, get_op
+from .ops import OPS, canonical_op_name, get_op
 from .source import LocMap, LocSeq, span_of
 
 __all__ = [
@@ -60,59 +63,42 @@ _OP_HINTS = {
     "global_avgpool": "gap", "global_avg_pool": "gap", "swish": "silu", "add_": "add", "cat": "concat",
 }
 
-Ident = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+@record("BlockDef")
+class BlockDef(Record):
+    """A validated block definition (fields: see :class:`archspec.models.BlockDef`)."""
+
+    __slots__ = ()
+    description: str | None
+    params: dict[str, Any]
+    layers: list[Any] | None
+    graph: dict[str, Any] | None
+    output: str | None
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, defer_build=True)
+@record("SpecDocument")
+class SpecDocument(Record):
+    """A validated spec file (fields: see :class:`archspec.models.SpecDocument`).
 
+    ``blocks`` holds every visible block, the file's own and imported ones.
+    """
 
-class BlockDef(_Model):
-    """A reusable, parameterised block: a body of layers (or a graph) with named parameters."""
-
-    description: str | None = Field(None, description="What the block is, for docs and diagrams.")
-    params: dict[Ident, Any] = Field(
-        default_factory=dict,
-        description="Parameter names with their defaults; `null` makes a parameter required.",
-    )
-    layers: list[Any] | None = Field(None, description="The body as a sequence of items, run in order.")
-    graph: dict[Ident, Any] | None = Field(
-        None, description="The body as named nodes with explicit inputs (`from`); an alternative to `layers`."
-    )
-    output: Ident | None = Field(None, description="With `graph` (or named layers): the node whose value is returned.")
-
-
-class SpecDocument(_Model):
-    """A whole archspec file."""
-
-    archspec: int = Field(description="Spec format version; must be 1.")
-    name: Ident | None = Field(
-        None, description="Model name; the generated PyTorch class is named after it (required unless a block library)."
-    )
-    description: str | None = Field(None, description="Free text shown in summaries and diagrams.")
-    imports: list[str] = Field(
-        default_factory=list,
-        description="Spec files (relative to this one) whose blocks this file can use, e.g. [resnet_family.yaml].",
-    )
-    input: list[Annotated[StrictInt, Field(gt=0, le=MAX_WIDTH)]] | None = Field(
-        None,
-        description="Input shape without the batch dimension: [C, H, W] for images or [F] for features "
-        "(required unless a block library).",
-    )
-    params: dict[Ident, Any] = Field(
-        default_factory=dict, description="Top-level parameters with defaults, overridable with `--set NAME=VALUE`."
-    )
-    blocks: dict[Ident, BlockDef] = Field(default_factory=dict, description="Reusable parameterised blocks by name.")
-    layers: list[Any] | None = Field(None, description="The network as a sequence of items.")
-    graph: dict[Ident, Any] | None = Field(None, description="The network as named nodes with explicit inputs.")
-    output: Ident | None = Field(None, description="The node whose value is the network's output (default: the last).")
-
-    #: Located YAML of every visible block (own and imported), set by :func:`validate_document`.
-    _block_sources: dict[str, LocMap] = PrivateAttr(default_factory=dict)
+    __slots__ = ("_block_sources",)  # located YAML of every visible block, set by validate_document
+    _block_sources: dict[str, LocMap]
+    archspec: int
+    name: str | None
+    description: str | None
+    imports: list[str]
+    input: list[int] | None
+    params: dict[str, Any]
+    blocks: dict[str, BlockDef]
+    layers: list[Any] | None
+    graph: dict[str, Any] | None
+    output: str | None
 
     def block_source(self, name: str) -> LocMap:
         """The located YAML definition of block ``name``, which may live in an imported file."""
-        return self._block_sources[name]
+        sources: dict[str, LocMap] = self._block_sources
+        return sources[name]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,18 +134,20 @@ def _loc_span(data: Any, loc: tuple[Any, ...], *, key: bool = False) -> Span | N
 
 
 def pydantic_diagnostics(
-    exc: ValidationError, data: Any, *, prefix: tuple[Any, ...] = (), model: type[BaseModel] | None = None
+    exc: ValidationError, data: Any, *, prefix: tuple[Any, ...] = (), model: Any = None
 ) -> list[Diagnostic]:
-    """Convert a Pydantic ValidationError on located ``data`` into positioned diagnostics."""
+    """Convert a Pydantic ValidationError on located ``data`` into positioned diagnostics.
+
+    ``model`` is what was validated: a compiled model name (``"SpecDocument"``) or a Pydantic class;
+    it supplies the allowed keys for an unknown-key error.
+    """
     out: list[Diagnostic] = []
     for err, loc in _union_filter(exc.errors(include_url=False)):
         where = _loc_text(prefix + loc)
         kind = err["type"]
         if kind == "extra_forbidden":
             parent = _walk(data, loc[:-1])
-            allowed = list(model.model_fields) if model is not None and len(loc) == 1 else []
-            if model is not None and len(loc) > 1:
-                allowed = _fields_at(model, loc[:-1])
+            allowed = _fields_at(model, loc[:-1]) if model is not None else []
             key = str(loc[-1])
             hint = _KEY_HINTS.get(key)
             hint_text = f"did you mean '{hint}'?" if hint and hint in allowed else did_you_mean(key, allowed)
@@ -269,7 +257,12 @@ def _walk(data: Any, loc: tuple[Any, ...]) -> Any:
     return node
 
 
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+def _fields_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
+    """The fields of the model at ``loc`` within ``model`` (a compiled model name or a Pydantic class)."""
+    if isinstance(model, str):
+        return fields_at(model, loc)
+    from pydantic import BaseModel
+
     current: Any = model
     for part in loc:
         if isinstance(part, int):
@@ -451,9 +444,9 @@ def validate_document(data: Any, path: str, *, imported_by: tuple[str, ...] = ()
             span_of(data) or Span(path, 1, 1),
         )
     try:
-        doc = SpecDocument.model_validate(dict(data))
+        doc: SpecDocument = validator("SpecDocument").validate_python(dict(data))
     except ValidationError as exc:
-        raise ArchspecError(pydantic_diagnostics(exc, data, model=SpecDocument)) from None
+        raise ArchspecError(pydantic_diagnostics(exc, data, model="SpecDocument")) from None
     errors: list[Diagnostic] = []
     if doc.archspec != 1:
         errors.append(Diagnostic("E-VERSION", f"unsupported spec version {doc.archspec}; this archspec reads version 1",
@@ -488,12 +481,13 @@ def validate_document(data: Any, path: str, *, imported_by: tuple[str, ...] = ()
         if bname in RESERVED_NAMES:
             errors.append(Diagnostic("E-NAME", f"'{bname}' is reserved and cannot name a block",
                                      span_of(data["blocks"], bname, key_position=True)))
-        if get_op(bname) is not None or bname in COMPOSITES:
+        if canonical_op_name(bname) in OPS or bname in COMPOSITES:  # built-ins only: no plugin scan
             errors.append(Diagnostic("E-NAME", f"block name '{bname}' shadows the built-in op of that name",
                                      span_of(data["blocks"], bname, key_position=True), hint="rename the block"))
         _check_body_choice(data["blocks"][bname], errors, f"block '{bname}'")
-    visible = doc.model_copy(update={"blocks": {**imported.definitions, **doc.blocks}})
-    visible._block_sources = {**imported.sources, **{b: data["blocks"][b] for b in doc.blocks}}
+    visible = doc.replace(blocks={**imported.definitions, **doc.blocks})
+    object.__setattr__(visible, "_block_sources",
+                       {**imported.sources, **{b: data["blocks"][b] for b in doc.blocks}})
     block_refs: dict[str, list[tuple[str, Span]]] = {b: [] for b in doc.blocks}
     scopes: list[tuple[str | None, Any]] = [(None, data)] + [(b, data["blocks"][b]) for b in doc.blocks]
     for owner, holder in scopes:
@@ -579,7 +573,7 @@ def _check_item(item: Item, doc: SpecDocument, errors: list[Diagnostic], refs: l
         errors.append(Diagnostic("E-ARGS", f"'{op}' takes a mapping of parameters, not {_kind(item.args)}",
                                  item.args_span, hint=f"e.g. {_example(spec_op.name)}"))
         return
-    fields = spec_op.params_model.model_fields
+    fields = spec_op.param_names()
     for k in item.args:
         if k not in fields:
             hint = _KEY_HINTS.get(str(k))
