@@ -39,3 +39,32 @@ def test_cached_builds_are_independent_modules() -> None:
 
 def test_analyze_returns_a_fresh_graph() -> None:
     assert archspec.analyze(SPECS / "lenet.yaml") is not archspec.analyze(SPECS / "lenet.yaml")
+
+
+def test_edit_of_an_imported_file_is_rebuilt(tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    lib = tmp_path / "lib" / "blocks.yaml"
+    lib.write_text("archspec: 1\nblocks:\n  head:\n    params: {}\n    layers:\n      - linear: {out: 10}\n",
+                   encoding="utf-8")
+    spec = tmp_path / "net.yaml"
+    spec.write_text("archspec: 1\nname: net\ninput: [4]\nimports: [lib/blocks.yaml]\nlayers:\n  - head\n",
+                    encoding="utf-8")
+    assert archspec.build(spec).head1.linear1.out_features == 10
+    assert archspec.build(spec).head1.linear1.out_features == 10  # a cache hit
+    lib.write_text(lib.read_text(encoding="utf-8").replace("out: 10", "out: 12"), encoding="utf-8")
+    assert archspec.build(spec).head1.linear1.out_features == 12
+    lib.unlink()
+    try:
+        archspec.build(spec)
+    except archspec.ArchspecError as exc:
+        assert "blocks.yaml" in str(exc)
+    else:
+        raise AssertionError("a deleted import must be reported, not served from the cache")
+
+
+def test_cache_entry_records_imported_files(tmp_path: Path) -> None:
+    api.clear_cache()
+    archspec.build(SPECS / "imagenet" / "resnet50.yaml", device="meta")
+    (entry,) = api._graph_cache.values()
+    assert entry[2], "the imported family file is tracked"
+    assert all(Path(p).is_file() and len(d) == 20 for p, d in entry[2])

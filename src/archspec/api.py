@@ -17,7 +17,7 @@ from .errors import ArchspecError, Diagnostic, Span
 from .expand import expand
 from .ir import Graph
 from .ops import Shape
-from .source import LocMap, load_yaml_text, read_file
+from .source import LocMap, file_digest, load_yaml_text, read_file, record_reads
 from .spec import validate_document
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,7 +58,8 @@ def _gc_paused() -> Iterator[None]:
 
 #: How many analysed graphs :func:`build` keeps (least recently used first out).
 CACHE_SIZE = 16
-_graph_cache: OrderedDict[tuple[Any, ...], Graph] = OrderedDict()
+# key → [graph, its prepared Lowering (made on the first build)]
+_graph_cache: OrderedDict[tuple[Any, ...], list[Any]] = OrderedDict()
 
 
 def clear_cache() -> None:
@@ -66,34 +67,49 @@ def clear_cache() -> None:
     _graph_cache.clear()
 
 
-def _analyze_cached(source: SpecSource, overrides: Mapping[str, Any] | None, input_shape: Shape | None) -> Graph:
+def _analyze_cached(source: SpecSource, overrides: Mapping[str, Any] | None, input_shape: Shape | None) -> list[Any]:
     """:func:`analyze`, reusing the graph of an unchanged spec file (for :func:`build` only).
 
-    The key is the path as given, a digest of the file's bytes (timestamps are too coarse to notice
-    a quick same-size edit), the overrides and the input shape: editing or replacing the file, or
-    changing an argument, analyses it afresh.  YAML text and :class:`Graph` sources are never cached.
-    The graph is shared between builds, which only read it; :func:`analyze` always returns a new one.
+    Returns the cache entry ``[graph, lowering]`` (the :class:`~archspec.lower_torch.Lowering`
+    is None until the first build fills it in).  The key is the path as given, a digest of the
+    file's bytes (timestamps are too coarse to notice a quick same-size edit), the overrides and
+    the input shape; the files the spec imports are digested too and checked on every hit, so
+    editing the spec or anything it imports, or changing an argument, analyses it afresh.  YAML
+    text and :class:`Graph` sources are never cached.  The graph is shared between builds, which
+    only read it; :func:`analyze` always returns a new one.
     """
     if isinstance(source, Graph) or (isinstance(source, str) and "\n" in source):
-        return analyze(source, overrides, input_shape=input_shape)
-    import hashlib
-
+        return [analyze(source, overrides, input_shape=input_shape), None]
     try:
-        with open(source, "rb") as f:
-            digest = hashlib.blake2b(f.read(), digest_size=20).digest()
+        digest = _digest(source)
     except (OSError, TypeError, ValueError):
-        return analyze(source, overrides, input_shape=input_shape)  # reports the problem
+        return [analyze(source, overrides, input_shape=input_shape), None]  # reports the problem
     key = (os.fspath(source), digest, repr(sorted((overrides or {}).items())),
            None if input_shape is None else tuple(input_shape))
-    graph = _graph_cache.get(key)
-    if graph is None:
-        graph = analyze(source, overrides, input_shape=input_shape)
-        _graph_cache[key] = graph
-        while len(_graph_cache) > CACHE_SIZE:
-            _graph_cache.popitem(last=False)
-    else:
+    entry = _graph_cache.get(key)
+    if entry is not None and all(_same_file(p, d) for p, d in entry[2]):
         _graph_cache.move_to_end(key)
-    return graph
+        return entry
+    with record_reads() as reads:
+        graph = analyze(source, overrides, input_shape=input_shape)
+    main = os.path.realpath(source)
+    entry = [graph, None, [(p, d) for p, d in reads if p != main]]
+    _graph_cache[key] = entry
+    while len(_graph_cache) > CACHE_SIZE:
+        _graph_cache.popitem(last=False)
+    return entry
+
+
+def _digest(path: Any) -> bytes:
+    with open(path, "rb") as f:
+        return file_digest(f.read())
+
+
+def _same_file(path: str, digest: bytes) -> bool:
+    try:
+        return _digest(path) == digest
+    except OSError:
+        return False
 
 
 def analyze(
@@ -132,7 +148,8 @@ def build(
     is refused before any weight is allocated (``None`` disables the guard; ``device="meta"``
     never allocates and skips it).
     """
-    graph = _analyze_cached(source, overrides, input_shape)
+    entry = _analyze_cached(source, overrides, input_shape)
+    graph = entry[0]
     total = graph.total.params
     if max_params is not None and str(device) != "meta" and total > max_params:
         biggest = max(graph.nodes.values(), key=lambda n: n.counts.params, default=None)
@@ -147,9 +164,12 @@ def build(
                 "or inspect it with 'archspec build --json' which allocates nothing",
             )
         ])
-    from .lower_torch import lower
+    from .lower_torch import Lowering
 
-    return lower(graph, device=device, dtype=dtype)
+    if entry[1] is None:
+        entry[1] = Lowering(graph)
+    lowering: Lowering = entry[1]
+    return lowering.build(device=device, dtype=dtype)
 
 
 def spec_path(source: SpecSource) -> str:

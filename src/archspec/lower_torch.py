@@ -34,7 +34,7 @@ from torch import nn
 from .ir import Graph
 from .ops import get_op
 
-__all__ = ["ArchspecModule", "Block", "lower"]
+__all__ = ["ArchspecModule", "Block", "Lowering", "lower"]
 
 # A step of the forward: (node name, kind, input names, spec position).  kind is "module" (call the
 # submodule at the node's dotted path), "add" (sum the inputs) or "concat" (torch.cat on channels).
@@ -115,34 +115,59 @@ def lower(graph: Graph, *, device: str | torch.device | None = None, dtype: torc
 
     ``device="meta"`` builds without allocating weight memory; ``dtype`` converts after building.
     """
-    cls = _model_class(_plan(graph))
-    with torch.device(device) if device is not None else contextlib.nullcontext():
-        root = cls()
+    return Lowering(graph).build(device=device, dtype=dtype)
+
+
+class Lowering:
+    """Everything about building a graph's module that does not depend on the weights.
+
+    Made once per graph (the model class, and per layer its op, parameters and shapes, and the
+    containers to create); :meth:`build` then only constructs modules, so rebuilding an unchanged
+    spec (:func:`archspec.build` caches the ``Lowering`` with the graph) costs what constructing
+    the layers costs.  The graph must not change afterwards.
+    """
+
+    __slots__ = ("cls", "steps")
+
+    def __init__(self, graph: Graph) -> None:
+        self.cls = _model_class(_plan(graph))
+        # ("container", parent path, name, display name) or ("module", parent path, name, op, params, in, out)
+        self.steps: list[tuple[Any, ...]] = []
+        made: set[str] = set()
         for node in graph.nodes.values():
             if node.op in ("add", "concat"):
                 continue
             op = get_op(node.op)
             if op is None:  # pragma: no cover - the IR only holds registered ops
                 raise RuntimeError(f"no op '{node.op}'")
+            *prefix, leaf = node.name.split(".")
+            for i, part in enumerate(prefix):
+                path = ".".join(prefix[: i + 1])
+                if path not in made:
+                    made.add(path)
+                    group = graph.groups.get(path)
+                    kind = camel(group.block or group.kind) if group is not None else None
+                    self.steps.append(("container", ".".join(prefix[:i]), part, kind))
             in_shapes = [graph.shape_of(i) for i in node.inputs]
-            _install(root, node.name, op.lower(node.params, in_shapes, node.shape), graph)
-    if dtype is not None:
-        root = root.to(dtype)
-    return root
+            self.steps.append(("module", ".".join(prefix), leaf, op, node.params, in_shapes, node.shape))
 
-
-def _install(root: nn.Module, path: str, module: nn.Module, graph: Graph) -> None:
-    """Add ``module`` at dotted ``path``, creating each missing container as a :class:`Block` named like the spec."""
-    parent = root
-    *prefix, leaf = path.split(".")
-    for i, part in enumerate(prefix):
-        child = parent._modules.get(part)
-        if child is None:
-            group = graph.groups.get(".".join(prefix[: i + 1]))
-            child = Block(camel(group.block or group.kind)) if group is not None else nn.Module()
-            parent.add_module(part, child)
-        parent = child
-    parent.add_module(leaf, module)
+    def build(self, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> ArchspecModule:
+        """A new model with freshly initialised weights."""
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            root = self.cls()
+            where: dict[str, nn.Module] = {"": root}
+            for step in self.steps:
+                parent = where[step[1]]
+                if step[0] == "container":
+                    child = Block(step[3]) if step[3] is not None else nn.Module()
+                    parent.add_module(step[2], child)
+                    where[f"{step[1]}.{step[2]}" if step[1] else step[2]] = child
+                else:
+                    _, _, leaf, op, params, in_shapes, out = step
+                    parent.add_module(leaf, op.lower(params, in_shapes, out))
+        if dtype is not None:
+            root = root.to(dtype)
+        return root
 
 
 # ------------------------------------------------------------------ the generated class

@@ -11,7 +11,9 @@ anything is built and refused past :data:`MAX_YAML_NODES`; nesting past :data:`M
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,27 @@ def _span(path: str, mark: Any) -> Span:
     return Span(path, mark.line + 1, mark.column + 1)
 
 
+_reads: list[list[tuple[str, bytes]]] = []  # open record_reads() collectors, innermost last
+
+
+def file_digest(raw: bytes) -> bytes:
+    """The digest spec caches compare file contents by."""
+    import hashlib  # not at import time: the static pipeline does not need it
+
+    return hashlib.blake2b(raw, digest_size=20).digest()
+
+
+@contextlib.contextmanager
+def record_reads() -> Iterator[list[tuple[str, bytes]]]:
+    """Collect ``(real path, digest)`` of every file :func:`read_file` reads inside the block."""
+    reads: list[tuple[str, bytes]] = []
+    _reads.append(reads)
+    try:
+        yield reads
+    finally:
+        _reads.remove(reads)
+
+
 def read_file(path: str | os.PathLike[str]) -> tuple[Any, str]:
     """Read and parse a spec file; return ``(data, display_path)``.
 
@@ -98,6 +121,10 @@ def read_file(path: str | os.PathLike[str]) -> tuple[Any, str]:
         raise ArchspecError.single("E-IO", f"no such file: '{display}'") from None
     except OSError as exc:
         raise ArchspecError.single("E-IO", f"cannot read '{display}': {exc.strerror or exc}") from None
+    if _reads:
+        entry = (os.path.realpath(p), file_digest(raw))
+        for reads in _reads:
+            reads.append(entry)
     return load_yaml_bytes(raw, display), display
 
 
