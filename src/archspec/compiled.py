@@ -9,8 +9,9 @@ this module hands them to ``pydantic_core.SchemaValidator``.  Validation, its er
 messages are Pydantic's own; only the result type differs: a :class:`Record`, a frozen object with
 the same attribute names as the model, instead of a ``BaseModel`` instance.
 
-If the installed ``pydantic_core`` rejects the shipped schemas (a much newer release), they are
-compiled afresh from the models in-process: slower to start, same behaviour.
+If the installed ``pydantic_core`` rejects the shipped schemas (another release reading them
+differently), the Pydantic models validate instead and their instances are converted to records:
+slower to start, same behaviour.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class Record:
 
 
 _CLASSES: dict[str, type[Record]] = {}
-_VALIDATORS: dict[str, SchemaValidator] = {}
+_VALIDATORS: dict[str, Any] = {}
 
 
 def record(name: str) -> Any:
@@ -134,18 +135,43 @@ def _resolve(schema: Any) -> Any:
     return schema
 
 
-def validator(name: str) -> SchemaValidator:
-    """The validator of model ``name`` (e.g. ``"ConvParams"``), built on first use."""
+def validator(name: str) -> Any:
+    """The validator of model ``name`` (e.g. ``"ConvParams"``), built on first use.
+
+    It has ``validate_python(data)``, which returns a :class:`Record` or raises
+    ``pydantic_core.ValidationError``.
+    """
     found = _VALIDATORS.get(name)
     if found is None:
         try:
             found = SchemaValidator(_resolve(_schemas()[name]))
-        except SchemaError:  # pragma: no cover - a pydantic-core that reads the shipped schema differently
-            from .models import compiled_schemas
-
-            found = SchemaValidator(_resolve(compiled_schemas()[name]))
+        except SchemaError:  # a pydantic-core that reads the shipped schema differently
+            found = _ModelValidator(name)
         _VALIDATORS[name] = found
     return found
+
+
+class _ModelValidator:
+    """Fallback for a ``pydantic_core`` that rejects the shipped schemas: validate with the Pydantic
+    model itself (same errors), then convert the instance to a :class:`Record`."""
+
+    def __init__(self, name: str) -> None:
+        from . import models
+
+        self.model = getattr(models, name)
+
+    def validate_python(self, data: Any) -> Any:
+        return _to_record(self.model.model_validate(data))
+
+
+def _to_record(value: Any) -> Any:
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        return _make(_record_class(type(value).__name__), {k: _to_record(v) for k, v in value})
+    if isinstance(value, dict):
+        return {k: _to_record(v) for k, v in value.items()}
+    return value
 
 
 def _unwrap(schema: dict[str, Any]) -> dict[str, Any]:

@@ -147,7 +147,8 @@ class Op:
 
     #: The name used in specs (hyphenated; ``_`` is accepted in its place).
     name: ClassVar[str] = ""
-    #: The Pydantic model of the op's parameters.
+    #: The Pydantic model of the op's parameters: a plugin sets its own :class:`OpParams` subclass;
+    #: built-in ops name theirs in :mod:`archspec.models` with :class:`BuiltinParams`.
     params_model: ClassVar[Any] = BuiltinParams("NoParams")
     #: ``1`` for ops on one tensor, ``None`` for merges taking two or more.
     arity: ClassVar[int | None] = 1
