@@ -51,6 +51,7 @@ def _worker(rank: int, store: str, out_dir: str) -> None:
             opt.step()
         full = {k: v.full_tensor() for k, v in sharded.state_dict().items()}
         torch.save(full, Path(out_dir) / f"fsdp{rank}.pt")
+        dist.barrier()  # both ranks done with every collective before either tears gloo down
     finally:
         dist.destroy_process_group()
 
