@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
+import pytest
+
 import archspec
-from archspec import api
+from archspec import api, source
+from archspec.ops import OPS, register_op
 from conftest import SPECS
 
 
@@ -68,3 +73,53 @@ def test_cache_entry_records_imported_files(tmp_path: Path) -> None:
     (entry,) = api._graph_cache.values()
     assert entry[2], "the imported family file is tracked"
     assert all(Path(p).is_file() and len(d) == 20 for p, d in entry[2])
+
+
+def _family(tmp_path: Path, out: int) -> Path:
+    (tmp_path / "lib.yaml").write_text(
+        f"archspec: 1\nblocks:\n  head:\n    params: {{}}\n    layers:\n      - linear: {{out: {out}}}\n", encoding="utf-8")
+    spec = tmp_path / "net.yaml"
+    spec.write_text("archspec: 1\nname: net\ninput: [4]\nimports: [lib.yaml]\nlayers:\n  - head\n", encoding="utf-8")
+    return spec
+
+
+def test_relative_path_after_chdir_is_another_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    _family(a, 10)
+    _family(b, 12)  # the same net.yaml bytes, a different import
+    monkeypatch.chdir(a)
+    assert archspec.build("net.yaml").head1.linear1.out_features == 10
+    monkeypatch.chdir(b)
+    assert archspec.build("net.yaml").head1.linear1.out_features == 12
+
+
+def test_concurrent_builds_keep_their_own_reads(tmp_path: Path) -> None:
+    api.clear_cache()
+    spec = _family(tmp_path, 10)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for j in range(5):
+                archspec.build(spec, input_shape=(4 + i + 10 * j,), device="meta")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert source._reads.get() == ()
+    lib = os.path.realpath(tmp_path / "lib.yaml")
+    assert all([p for p, _ in entry[2]] == [lib] for entry in api._graph_cache.values())
+
+
+def test_registering_an_op_forgets_cached_graphs() -> None:
+    archspec.build(SPECS / "lenet.yaml", device="meta")
+    assert api._graph_cache
+    register_op(type(OPS["relu"]))  # re-registering replaces the op instance
+    assert not api._graph_cache

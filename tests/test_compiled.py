@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pydantic
 import pytest
@@ -148,7 +149,13 @@ def test_record_behaves_like_a_frozen_model() -> None:
         p.replace(nope=1)
     for copied in (pickle.loads(pickle.dumps(p)), copy.deepcopy(p), copy.copy(p)):
         assert copied == p and type(copied) is type(p)
-    assert p.fields() == dict(ref)
+    assert p.fields() == dict(ref) == dict(p)
+    assert p == mock.ANY and p != ref  # other types decide equality themselves (NotImplemented)
+    assert p.model_copy(update={"out": 8}) == p.replace(out=8)
+    assert p.model_dump() == ref.model_dump()
+    doc = compiled.validator("SpecDocument").validate_python({"archspec": 1, "blocks": {"u": {"layers": ["relu"]}}})
+    ref_doc = models.SpecDocument.model_validate({"archspec": 1, "blocks": {"u": {"layers": ["relu"]}}})
+    assert doc.model_dump() == ref_doc.model_dump()
 
 
 def test_fields_at_walks_into_nested_models() -> None:
@@ -190,3 +197,29 @@ def test_fallback_when_pydantic_core_rejects_the_shipped_schema(monkeypatch: pyt
     assert doc.blocks["u"].layers == ["relu"] and doc.replace(name="x").name == "x"
     graph = __import__("archspec").analyze(ROOT / "specs" / "googlenet.yaml")
     assert graph.total.params == 5_977_530
+
+
+def test_spec_document_copies_keep_block_sources() -> None:
+    from archspec.source import read_file
+    from archspec.spec import validate_document
+
+    data, path = read_file(ROOT / "specs" / "googlenet.yaml")
+    doc = validate_document(data, path)
+    for copied in (copy.copy(doc), copy.deepcopy(doc), pickle.loads(pickle.dumps(doc))):
+        assert copied == doc
+        assert copied.block_source("inception") == doc.block_source("inception")
+
+
+def test_param_models_are_reachable_by_their_old_names() -> None:
+    import archspec
+    import archspec.ops as ops
+
+    assert ops.ConvParams is models.ConvParams and ops.OpParams is models.OpParams
+    assert archspec.OpParams is models.OpParams
+    with pytest.raises(AttributeError):
+        ops.NoSuchParams  # noqa: B018
+
+
+def test_strings_that_look_like_placeholders_are_refused() -> None:
+    with pytest.raises(TypeError, match="'@' marks"):
+        models._plain({"type": "literal", "expected": ["@auto"]})

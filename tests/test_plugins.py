@@ -136,3 +136,22 @@ def test_broken_plugin_is_a_diagnostic(monkeypatch: pytest.MonkeyPatch) -> None:
     diag = exc.value.diagnostics[0]
     assert diag.code == "E-PLUGIN" and "broken" in diag.message and "ModuleNotFoundError" in diag.message
     assert plugins._loaded is None
+
+
+def test_block_may_share_a_plugin_ops_name_whether_or_not_plugins_are_loaded(tmp_path) -> None:
+    """Only built-in op names are reserved for blocks: a spec must not turn invalid because some
+    package is installed, or because another spec in the process happened to load the plugins."""
+    spec = tmp_path / "net.yaml"
+    spec.write_text("archspec: 1\nname: net\ninput: [4, 8, 8]\nblocks:\n  pixel_shuffle:\n    layers:\n"
+                    "      - relu\nlayers:\n  - pixel_shuffle\n", encoding="utf-8")
+    code = ("import sys, archspec\nfrom archspec.plugins import load_plugins\n"
+            "if sys.argv[2] == 'loaded':\n    load_plugins()\n"
+            "g = archspec.analyze(sys.argv[1])\nprint(sorted({n.op for n in g.nodes.values()}))")
+    for state in ("fresh", "loaded"):
+        out = subprocess.run([sys.executable, "-c", code, str(spec), state], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "['relu']", state  # the block, not the plugin op
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(spec.read_text(encoding="utf-8").replace("pixel_shuffle", "relu"), encoding="utf-8")
+    with pytest.raises(ArchspecError, match="shadows the built-in op"):
+        archspec.analyze(bad)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -60,43 +61,54 @@ def _gc_paused() -> Iterator[None]:
 CACHE_SIZE = 16
 # key → [graph, its prepared Lowering (made on the first build)]
 _graph_cache: OrderedDict[tuple[Any, ...], list[Any]] = OrderedDict()
+_cache_lock = threading.Lock()  # builds may run in several threads
 
 
 def clear_cache() -> None:
     """Forget the graphs :func:`build` cached for unchanged spec files."""
-    _graph_cache.clear()
+    with _cache_lock:
+        _graph_cache.clear()
 
 
 def _analyze_cached(source: SpecSource, overrides: Mapping[str, Any] | None, input_shape: Shape | None) -> list[Any]:
     """:func:`analyze`, reusing the graph of an unchanged spec file (for :func:`build` only).
 
-    Returns the cache entry ``[graph, lowering]`` (the :class:`~archspec.lower_torch.Lowering`
-    is None until the first build fills it in).  The key is the path as given, a digest of the
-    file's bytes (timestamps are too coarse to notice a quick same-size edit), the overrides and
-    the input shape; the files the spec imports are digested too and checked on every hit, so
-    editing the spec or anything it imports, or changing an argument, analyses it afresh.  YAML
-    text and :class:`Graph` sources are never cached.  The graph is shared between builds, which
-    only read it; :func:`analyze` always returns a new one.
+    Returns the cache entry ``[graph, lowering, imported files]`` (the
+    :class:`~archspec.lower_torch.Lowering` is None until the first build fills it in).  The key
+    is the file's real path (a relative path names another file after a ``chdir``) and the path as
+    given, a digest of the file's bytes (timestamps are too coarse to notice a quick same-size
+    edit), the overrides and the input shape; the files the spec imports are digested too and
+    checked on every hit, so editing the spec or anything it imports, or changing an argument,
+    analyses it afresh.  YAML text and :class:`Graph` sources are never cached.  The graph is
+    shared between builds, which only read it; :func:`analyze` always returns a new one.  Safe to
+    call from several threads.
     """
     if isinstance(source, Graph) or (isinstance(source, str) and "\n" in source):
-        return [analyze(source, overrides, input_shape=input_shape), None]
+        return [analyze(source, overrides, input_shape=input_shape), None, []]
     try:
         digest = _digest(source)
+        real = os.path.realpath(source)
     except (OSError, TypeError, ValueError):
-        return [analyze(source, overrides, input_shape=input_shape), None]  # reports the problem
-    key = (os.fspath(source), digest, repr(sorted((overrides or {}).items())),
-           None if input_shape is None else tuple(input_shape))
-    entry = _graph_cache.get(key)
+        return [analyze(source, overrides, input_shape=input_shape), None, []]  # reports the problem
+    # The real path finds the file (a relative path means another file after a chdir); the path as
+    # given is what the graph's positions show.
+    rest = (os.fspath(source), repr(sorted((overrides or {}).items())),
+            None if input_shape is None else tuple(input_shape))
+    with _cache_lock:
+        entry = _graph_cache.get((real, digest, *rest))
+        if entry is not None:
+            _graph_cache.move_to_end((real, digest, *rest))
     if entry is not None and all(_same_file(p, d) for p, d in entry[2]):
-        _graph_cache.move_to_end(key)
         return entry
     with record_reads() as reads:
         graph = analyze(source, overrides, input_shape=input_shape)
-    main = os.path.realpath(source)
-    entry = [graph, None, [(p, d) for p, d in reads if p != main]]
-    _graph_cache[key] = entry
-    while len(_graph_cache) > CACHE_SIZE:
-        _graph_cache.popitem(last=False)
+    # Key the entry by the digest of the bytes actually analysed (the file may have changed since).
+    digest = next((d for p, d in reads if p == real), digest)
+    entry = [graph, None, [(p, d) for p, d in reads if p != real]]
+    with _cache_lock:
+        _graph_cache[(real, digest, *rest)] = entry
+        while len(_graph_cache) > CACHE_SIZE:
+            _graph_cache.popitem(last=False)
     return entry
 
 

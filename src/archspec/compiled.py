@@ -17,6 +17,7 @@ slower to start, same behaviour.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from typing import Any, ClassVar, TypeVar
 
 from pydantic_core import PydanticKnownError, SchemaError, SchemaValidator
@@ -45,7 +46,9 @@ class Record:
         raise AttributeError(f"{type(self).__name__} is frozen")
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and vars(self) == vars(other)
+        if type(other) is not type(self):
+            return NotImplemented
+        return vars(self) == vars(other)
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, tuple(vars(self).items())))
@@ -59,6 +62,18 @@ class Record:
     def fields(self) -> dict[str, Any]:
         """The field values by name, in declaration order."""
         return dict(vars(self))
+
+    def model_copy(self: R, *, update: dict[str, Any] | None = None) -> R:
+        """:meth:`replace`, spelt as on a Pydantic model."""
+        return self.replace(**(update or {}))
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        """``(name, value)`` pairs, as iterating a Pydantic model gives (so ``dict(record)`` works)."""
+        return iter(vars(self).items())
+
+    def model_dump(self) -> dict[str, Any]:
+        """The values as plain data, nested records included (as ``BaseModel.model_dump``)."""
+        return {k: _dump(v) for k, v in vars(self).items()}
 
     def replace(self: R, **changes: Any) -> R:
         """A copy with ``changes`` applied (values are not re-validated)."""
@@ -81,6 +96,16 @@ def record(name: str) -> Any:
         return cls
 
     return register
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, Record):
+        return value.model_dump()
+    if isinstance(value, dict):
+        return {k: _dump(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    return value
 
 
 def _record_class(name: str) -> type[Record]:

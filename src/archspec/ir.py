@@ -22,7 +22,9 @@ class Node:
     """One primitive op instance.
 
     ``inputs`` are names of earlier nodes (``"input"`` is the network input); ``params`` is the op's
-    validated parameter model; ``group`` is the name of the innermost enclosing group (``""`` = top).
+    validated parameters (a frozen :class:`~archspec.compiled.Record` with the fields of the op's
+    model in :mod:`archspec.models`; for a plugin op, an instance of its own Pydantic model);
+    ``group`` is the name of the innermost enclosing group (``""`` = top).
     """
 
     name: str

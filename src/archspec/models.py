@@ -234,6 +234,8 @@ def _plain(schema: Any) -> Any:
         return [_plain(v) for v in schema]
     if isinstance(schema, tuple):
         return tuple(_plain(v) for v in schema)
+    if isinstance(schema, str) and schema.startswith("@"):
+        raise TypeError(f"cannot compile the string {schema!r}: '@' marks classes and functions in compiled schemas")
     if schema is None or isinstance(schema, (str, int, float, bool)):
         return schema
     func = getattr(schema, "func", None)  # functools.partial(greater_than_validator, gt=0)

@@ -15,6 +15,7 @@ Nothing in this module imports torch at import time; :meth:`Op.lower` imports it
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
 
 __all__ = [
+    "BUILTIN_OPS",
     "OPS",
     "BuiltinParams",
     "Counts",
@@ -224,6 +226,9 @@ def register_op(cls: type[Op]) -> type[Op]:
     if not cls.name:
         raise ValueError("an Op subclass must set 'name'")
     OPS[canonical_op_name(cls.name)] = cls()
+    clear = getattr(sys.modules.get("archspec.api"), "clear_cache", None)
+    if clear is not None:  # graphs analysed (and lowerings prepared) with a replaced op are stale
+        clear()
     return cls
 
 
@@ -630,10 +635,16 @@ class Concat(Op):
         return "concat"
 
 
+#: The ops archspec itself defines (a block may not take one of these names; plugin op names are
+#: not reserved: a spec must not become invalid because some package is installed).
+BUILTIN_OPS: frozenset[str] = frozenset(OPS)
+
+
 def __getattr__(name: str) -> Any:
-    """``archspec.ops.OpParams`` (and ``NoParams``): the Pydantic bases live in :mod:`archspec.models`."""
-    if name in ("OpParams", "NoParams"):
+    """``archspec.ops.OpParams``, ``ConvParams``, …: the Pydantic models live in :mod:`archspec.models`."""
+    if name.endswith("Params") and not name.startswith("_"):
         from . import models
 
-        return getattr(models, name)
+        if hasattr(models, name):
+            return getattr(models, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,7 @@ anything is built and refused past :data:`MAX_YAML_NODES`; nesting past :data:`M
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,7 +81,8 @@ def _span(path: str, mark: Any) -> Span:
     return Span(path, mark.line + 1, mark.column + 1)
 
 
-_reads: list[list[tuple[str, bytes]]] = []  # open record_reads() collectors, innermost last
+# The record_reads() collectors open in this thread/context, innermost last (a tuple: never mutated).
+_reads: contextvars.ContextVar[tuple[list[tuple[str, bytes]], ...]] = contextvars.ContextVar("archspec_reads", default=())
 
 
 def file_digest(raw: bytes) -> bytes:
@@ -92,13 +94,16 @@ def file_digest(raw: bytes) -> bytes:
 
 @contextlib.contextmanager
 def record_reads() -> Iterator[list[tuple[str, bytes]]]:
-    """Collect ``(real path, digest)`` of every file :func:`read_file` reads inside the block."""
+    """Collect ``(real path, digest)`` of every file :func:`read_file` reads inside the block.
+
+    Collectors are per thread (and per asyncio task): concurrent analyses do not see each other's reads.
+    """
     reads: list[tuple[str, bytes]] = []
-    _reads.append(reads)
+    token = _reads.set((*_reads.get(), reads))
     try:
         yield reads
     finally:
-        _reads.remove(reads)
+        _reads.reset(token)
 
 
 def read_file(path: str | os.PathLike[str]) -> tuple[Any, str]:
@@ -121,9 +126,10 @@ def read_file(path: str | os.PathLike[str]) -> tuple[Any, str]:
         raise ArchspecError.single("E-IO", f"no such file: '{display}'") from None
     except OSError as exc:
         raise ArchspecError.single("E-IO", f"cannot read '{display}': {exc.strerror or exc}") from None
-    if _reads:
+    collectors = _reads.get()
+    if collectors:
         entry = (os.path.realpath(p), file_digest(raw))
-        for reads in _reads:
+        for reads in collectors:
             reads.append(entry)
     return load_yaml_bytes(raw, display), display
 

@@ -22,7 +22,7 @@ from pydantic_core import ValidationError
 from .compiled import Record, fields_at, record, validator
 from .errors import ArchspecError, Diagnostic, Span, did_you_mean
 from .expr import is_expression
-from .ops import OPS, canonical_op_name, get_op
+from .ops import BUILTIN_OPS, OPS, canonical_op_name, get_op
 from .source import LocMap, LocSeq, span_of
 
 __all__ = [
@@ -99,6 +99,18 @@ class SpecDocument(Record):
         """The located YAML definition of block ``name``, which may live in an imported file."""
         sources: dict[str, LocMap] = self._block_sources
         return sources[name]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore_document, (self.fields(), getattr(self, "_block_sources", None)))
+
+
+def _restore_document(values: dict[str, Any], sources: dict[str, LocMap] | None) -> SpecDocument:
+    """Unpickling/copy helper for :class:`SpecDocument` (keeps the block sources)."""
+    doc = SpecDocument.__new__(SpecDocument)
+    object.__setattr__(doc, "__dict__", values)
+    if sources is not None:
+        object.__setattr__(doc, "_block_sources", sources)
+    return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,7 +493,7 @@ def validate_document(data: Any, path: str, *, imported_by: tuple[str, ...] = ()
         if bname in RESERVED_NAMES:
             errors.append(Diagnostic("E-NAME", f"'{bname}' is reserved and cannot name a block",
                                      span_of(data["blocks"], bname, key_position=True)))
-        if canonical_op_name(bname) in OPS or bname in COMPOSITES:  # built-ins only: no plugin scan
+        if canonical_op_name(bname) in BUILTIN_OPS or bname in COMPOSITES:
             errors.append(Diagnostic("E-NAME", f"block name '{bname}' shadows the built-in op of that name",
                                      span_of(data["blocks"], bname, key_position=True), hint="rename the block"))
         _check_body_choice(data["blocks"][bname], errors, f"block '{bname}'")
