@@ -75,7 +75,7 @@ def _analyze_cached(source: SpecSource, overrides: Mapping[str, Any] | None, inp
 
     Returns the cache entry ``[graph, lowering, imported files]`` (the
     :class:`~archspec.lower_torch.Lowering` is None until the first build fills it in).  The key
-    is the file's real path (a relative path names another file after a ``chdir``) and the path as
+    is the file's absolute path (a relative path names another file after a ``chdir``) and the path as
     given, a digest of the file's bytes (timestamps are too coarse to notice a quick same-size
     edit), the overrides and the input shape; the files the spec imports are digested too and
     checked on every hit, so editing the spec or anything it imports, or changing an argument,
@@ -87,26 +87,27 @@ def _analyze_cached(source: SpecSource, overrides: Mapping[str, Any] | None, inp
         return [analyze(source, overrides, input_shape=input_shape), None, []]
     try:
         digest = _digest(source)
-        real = os.path.realpath(source)
+        where = os.path.abspath(source)
     except (OSError, TypeError, ValueError):
         return [analyze(source, overrides, input_shape=input_shape), None, []]  # reports the problem
-    # The real path finds the file (a relative path means another file after a chdir); the path as
-    # given is what the graph's positions show.
+    # The absolute path finds the file (a relative path means another file after a chdir); the path
+    # as given is what the graph's positions show.
     rest = (os.fspath(source), repr(sorted((overrides or {}).items())),
             None if input_shape is None else tuple(input_shape))
     with _cache_lock:
-        entry = _graph_cache.get((real, digest, *rest))
+        entry = _graph_cache.get((where, digest, *rest))
         if entry is not None:
-            _graph_cache.move_to_end((real, digest, *rest))
+            _graph_cache.move_to_end((where, digest, *rest))
     if entry is not None and all(_same_file(p, d) for p, d in entry[2]):
         return entry
     with record_reads() as reads:
         graph = analyze(source, overrides, input_shape=input_shape)
+    real = os.path.realpath(source)
     # Key the entry by the digest of the bytes actually analysed (the file may have changed since).
     digest = next((d for p, d in reads if p == real), digest)
     entry = [graph, None, [(p, d) for p, d in reads if p != real]]
     with _cache_lock:
-        _graph_cache[(real, digest, *rest)] = entry
+        _graph_cache[(where, digest, *rest)] = entry
         while len(_graph_cache) > CACHE_SIZE:
             _graph_cache.popitem(last=False)
     return entry
