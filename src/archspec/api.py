@@ -59,7 +59,7 @@ def _gc_paused() -> Iterator[None]:
 
 #: How many analysed graphs :func:`build` keeps (least recently used first out).
 CACHE_SIZE = 16
-# key → [graph, its prepared Lowering (made on the first build)]
+# key → [graph, its prepared Lowering (made on the first build), (real path, digest) of each imported file]
 _graph_cache: OrderedDict[tuple[Any, ...], list[Any]] = OrderedDict()
 _cache_lock = threading.Lock()  # builds may run in several threads
 
