@@ -15,9 +15,7 @@ TARGET = 1.02
 
 def main() -> None:
     """Run the forward comparison and print the table."""
-    p = common.parser(__doc__ or "")
-    p.add_argument("--nets", default=",".join(NETS), help="comma-separated subset of the nets")
-    args = p.parse_args()
+    args = common.parse_args(__doc__ or "", NETS)
     common.setup_torch()
     import torch
 

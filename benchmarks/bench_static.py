@@ -6,7 +6,8 @@ A = ``python -m archspec validate specs/googlenet.yaml`` (the same process the `
 script starts, without the pyenv/venv launcher in front), B = ``python -c "import yaml, pydantic"``.
 Both run alternately as fresh processes; each sample records wall time and the child's CPU time
 (user + sys, which is what the process itself costs on a shared, busy machine).
-Target: median ratio A/B ≤ 1.5.  The script also checks that the process never imports torch.
+Target (issue 12): A's median whole-process time ≤ 0.35 s; the ratio A/B is printed beside it so
+that a slow or busy machine shows as such.  The script also checks that the process never imports torch.
 
 Bytecode: yaml and pydantic are installed with their ``__pycache__``; archspec is an editable install
 and this machine sets PYTHONDONTWRITEBYTECODE=1, so without care every archspec module would be
@@ -25,7 +26,7 @@ import time
 
 import common
 
-TARGET = 1.5
+TARGET_SECONDS = 0.35
 A_CMD = [sys.executable, "-m", "archspec", "validate", str(common.SPECS / "googlenet.yaml")]
 B_CMD = [sys.executable, "-c", "import yaml, pydantic"]
 
@@ -66,9 +67,11 @@ def main() -> None:
         c = common.Comparison(what, a, b)
         lo, hi = c.spread
         rows.append([what, common.fmt_time(statistics.median(a)), common.fmt_time(statistics.median(b)),
-                     f"{c.ratio:.3f}", f"{lo:.3f}–{hi:.3f}", "ok" if c.ratio <= TARGET else "MISS"])
+                     f"{c.ratio:.3f}", f"{lo:.3f}–{hi:.3f}",
+                     "ok" if statistics.median(a) <= TARGET_SECONDS else "MISS"])
     print(f"A = {' '.join(A_CMD[1:])}\nB = {' '.join(B_CMD[1:])}\n{rounds} rounds, alternating in random order")
-    common.print_table(["time", "A: validate", "B: import yaml, pydantic", "ratio A/B", "min–max", "≤ 1.5"], rows)
+    headers = ["time", "A: validate", "B: import yaml, pydantic", "ratio A/B", "min–max", f"A ≤ {TARGET_SECONDS} s"]
+    common.print_table(headers, rows)
     print(f"torch in sys.modules after validate: {torch_imported}")
 
 

@@ -34,9 +34,7 @@ def _stepper(model: Any, x: Any, y: Any, loss_fn: Any) -> Callable[[], None]:
 
 def main() -> None:
     """Run the training-step comparison and print the table."""
-    p = common.parser(__doc__ or "")
-    p.add_argument("--nets", default=",".join(NETS), help="comma-separated subset of the nets")
-    args = p.parse_args()
+    args = common.parse_args(__doc__ or "", NETS)
     common.setup_torch()
     import torch
     from torch import nn

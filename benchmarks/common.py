@@ -169,3 +169,11 @@ def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="a short run (fewer rounds and cases) for smoke testing")
     return p
+
+
+def parse_args(description: str, nets: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the shared options (``--quick``, and ``--nets`` when ``nets`` gives the default list)."""
+    p = parser(description)
+    if nets is not None:
+        p.add_argument("--nets", default=",".join(nets), help="comma-separated subset of the nets")
+    return p.parse_args()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import keyword
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import archspec
 from archspec.cli import main
@@ -113,6 +116,7 @@ def test_graph_form_and_every_op_argument(tmp_path: Path) -> None:
     assert "nn.Linear(" in text and "bias=False" in text
 
 
+@pytest.mark.usefixtures("demo_plugin")
 def test_plugin_op_that_lowers_to_torch_nn(tmp_path: Path) -> None:
     spec = "archspec: 1\nname: up\ninput: [3, 8, 8]\nlayers:\n  - conv: {out: 12, k: 3, pad: 1}\n  - pixel-shuffle: {factor: 2}\n"
     text = _check_equivalent(spec, tmp_path, "up")
@@ -167,3 +171,166 @@ def test_cli_emit_python(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     _, cls = _load(out.read_text(encoding="utf-8"), out)
     assert cls.__name__ == "Lenet"
     assert sum(p.numel() for p in cls().parameters()) == 61_706
+
+
+# ------------------------------------------------------------------ spec text is data, never code
+
+HOSTILE_TEXT = [
+    '"""; __import__("pathlib").Path(SENTINEL).touch() #',
+    "'''\n__import__('pathlib').Path(SENTINEL).touch()\n'''",
+    "C:\\new\\table",
+    'ends with a quote "',
+    "ends with a backslash \\",
+    'two quotes ""',
+    "lines\nand\r\nCR\rtab\tform\x0cfeed",
+    "U+2028 \u2028 U+2029 \u2029 NEL \x85 BOM \ufeff",
+    "NUL \x00 byte",
+    "non-ASCII: é ü Ω 中文 😀",
+    "\\N{BULLET} \\x00 \\u2028 (escapes written out)",
+    "",
+]
+
+
+def _yaml(text: str) -> str:
+    from test_emit_fuzz import q
+
+    return q(text)
+
+
+def _sentinel_text(text: str, sentinel: Path) -> str:
+    return text.replace("SENTINEL", repr(str(sentinel)))
+
+
+@pytest.mark.parametrize("raw", HOSTILE_TEXT)
+def test_descriptions_and_string_arguments_stay_text(raw: str, tmp_path: Path) -> None:
+    """A description or string block argument with quotes, backslashes, newlines, NUL... is an exact docstring."""
+    sentinel = tmp_path / "ran"
+    text = _sentinel_text(raw, sentinel)
+    spec = (f"archspec: 1\nname: t\ndescription: {_yaml(text)}\ninput: [1, 8, 8]\n"
+            f"blocks:\n  b:\n    params: {{s: x}}\n    layers: [conv: {{out: 2, k: 1}}]\n"
+            f"layers: [b: {{s: {_yaml(text)}}}]\n")
+    source = _check_equivalent(spec, tmp_path, f"hostile_{HOSTILE_TEXT.index(raw)}")
+    assert not sentinel.exists()
+    tree = ast.parse(source)
+    module_doc = ast.get_docstring(tree, clean=False)
+    assert module_doc is not None and (f"\n\n{text}\n\n" in module_doc if text else "\n\n\n" not in module_doc)
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    assert ast.get_docstring(classes[-1], clean=False) == (text or "The t network.")
+    assert f"s={text!r}" in (ast.get_docstring(classes[0], clean=False) or "")
+    assert "\x00" not in source and "\r" not in source and "\u2028" not in source
+
+
+@pytest.mark.parametrize("model", ["none", "None", "true", "class", "print", "torch", "nn", "self", "x", "super",
+                                   "getattr", "_", "__x", "Net", "T", "a"])
+def test_model_names_make_valid_distinct_class_names(model: str, tmp_path: Path) -> None:
+    """A model named like a keyword or builtin gets a valid class name that clashes with no block class.
+
+    Blocks named like the model and like the model plus ``_net`` take the obvious class names first.
+    """
+    spec = (f"archspec: 1\nname: '{model}'\ninput: [1, 8, 8]\nblocks:\n  '{model}':\n    layers: [conv: {{out: 2, k: 1}}]\n"
+            f"  {model}_net:\n    layers: [relu]\n"
+            f"layers: [{{'{model}': null, name: n1}}, {{{model}_net: null, name: n2}}]\n")
+    text = _check_equivalent(spec, tmp_path, f"model_{model.strip('_')}")
+    names = [n.name for n in ast.parse(text).body if isinstance(n, ast.ClassDef)]
+    assert len(set(names)) == len(names) == 3, names
+    assert all(n.isidentifier() and n.isascii() and not keyword.iskeyword(n) and n[0].isupper() for n in names)
+
+
+def test_block_class_names_never_clash(tmp_path: Path) -> None:
+    """Variants of a block (Res, Res2) and a block whose own name gives Res2 get distinct classes."""
+    spec = """\
+archspec: 1
+name: res
+input: [1, 8, 8]
+blocks:
+  res:
+    params: {c: 2}
+    layers: [conv: {out: $c, k: 1}]
+  res2:
+    layers: [conv: {out: 3, k: 1}]
+  res_2:
+    layers: [relu]
+layers: [res, res: {c: 4}, res2, res_2]
+"""
+    text = _check_equivalent(spec, tmp_path, "clash")
+    names = [n.name for n in ast.parse(text).body if isinstance(n, ast.ClassDef)]
+    assert len(set(names)) == len(names) == 5, names
+    assert names[-1] == "ResNet"
+
+
+def test_keyword_node_names_are_registered_by_string(tmp_path: Path) -> None:
+    """Node names that are Python keywords become add_module/getattr with a string, with the same state_dict."""
+    spec = """\
+archspec: 1
+name: kw
+input: [1, 8, 8]
+blocks:
+  blk:
+    layers: [{conv: {out: 2, k: 1}, name: class}]
+graph:
+  global: {blk: null, from: input}
+  lambda: {inception-branch: {None: [conv: {out: 2, k: 1}], if: [relu]}, from: global}
+  match: {relu: null, from: lambda}
+"""
+    text = _check_equivalent(spec, tmp_path, "kw")
+    assert "self.add_module('global', Blk())" in text and "getattr(self, 'global')(x)" in text
+    assert "self.add_module('class', nn.Conv2d(1, 2, 1))" in text
+    assert "getattr(self.add_module" not in text and "self.match = nn.ReLU()" in text
+
+
+@pytest.mark.parametrize("newline", [False, True])
+def test_hostile_spec_file_name(newline: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spec's file name reaches docstrings and comments; quotes, backslashes and newlines stay inert."""
+    monkeypatch.chdir(tmp_path)  # a file name holds no '/': the injected code would touch ./ran
+    sentinel = tmp_path / "ran"
+    code = '__import__("pathlib").Path("ran").touch()'
+    name = f'x""" {code} #\'\\ é\u2028.yaml' if not newline else f'x"""\n{code}\n\r\\.yaml'
+    spec = tmp_path / name
+    spec.write_text("archspec: 1\nname: f\ninput: [1, 8, 8]\nlayers: [conv: {out: 2, k: 1}, relu]\n", encoding="utf-8")
+    out = tmp_path / "emitted_from_hostile_name.py"
+    if newline:  # the command line reads an argument with a newline as spec text, so go through the API
+        out.write_text(emit_python(archspec.analyze(spec)), encoding="utf-8")
+    else:
+        assert main(["build", str(spec), "--emit-python", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    module, cls = _load(text, out)
+    assert not sentinel.exists()
+    assert name in (module.__doc__ or "")
+    assert cls()(torch.randn(1, 1, 8, 8)).shape == (1, 2, 8, 8)
+    # In comments the name is one printable line.
+    assert len([line for line in text.splitlines() if line.endswith(".yaml:4")]) == 2
+
+
+def test_infinite_float_arguments_are_written_as_float_calls(tmp_path: Path) -> None:
+    """``inf`` is no Python literal: a ``.inf`` slope is written ``float('inf')`` and loads."""
+    spec = "archspec: 1\nname: f\ninput: [1, 8, 8]\nlayers: [conv: {out: 2, k: 1}, leaky_relu: {slope: .inf}]\n"
+    text = emit_python(archspec.analyze(spec))
+    assert "nn.LeakyReLU(negative_slope=float('inf'))" in text
+    _, cls = _load(text, tmp_path / "emitted_inf.py")
+    assert cls().leaky_relu1.negative_slope == float("inf")
+
+
+def test_literal_refuses_what_is_not_plain_data() -> None:
+    """A module attribute that is not plain data is an E-EMIT error, never repr()'d into the source."""
+    from archspec.emit_python import _literal
+
+    assert _literal((3, 3)) == "3" and _literal((1, 2)) == "(1, 2)" and _literal([0.5]) == "[0.5]"
+    assert _literal(float("-inf")) == "float('-inf')" and _literal(float("nan")) == "float('nan')"
+    assert _literal("a'\"\n") == repr("a'\"\n") and _literal((True,)) == "(True,)"
+    with pytest.raises(ArchspecError) as exc:
+        _literal(torch.float32, "m.conv", None)
+    assert exc.value.diagnostics[0].code == "E-EMIT" and "m.conv" in exc.value.diagnostics[0].message
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True)
+@given(text=st.text(st.characters(exclude_categories=())))
+def test_doc_literal_and_comment_round_trip(text: str) -> None:
+    """Any string, lone surrogates included, is a docstring with exactly its value, and a one-line comment."""
+    from archspec.emit_python import _comment, _doc_literal
+
+    literal = _doc_literal(text)
+    assert ast.literal_eval(literal) == text
+    tree = ast.parse(f"class A:\n    {literal}\n\n    x = 1  # {_comment(text)}\n")
+    assert ast.get_docstring(tree.body[0], clean=False) == text  # type: ignore[arg-type]
+    assert len(tree.body) == 1 and len(tree.body[0].body) == 2  # type: ignore[attr-defined]
+    assert all(c.isprintable() or c == "\n" for c in literal)

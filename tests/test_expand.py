@@ -176,3 +176,30 @@ def test_ir_lint_holds_for_seeds() -> None:
 
     for name in SEEDS:
         archspec.analyze(SPECS / f"{name}.yaml").lint()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "input_shape", "code"),
+    [
+        ({1: 2}, None, "E-OVERRIDE"),  # a key that is not a name
+        ([("width", 2)], None, "E-OVERRIDE"),  # not a mapping
+        (None, 5, "E-INPUT"),  # not a sequence
+        (None, "3,16,16", "E-INPUT"),
+        (None, (True, 16, 16), "E-INPUT"),  # a boolean is no size
+        (None, (3, 2**70, 16), "E-INPUT"),  # larger than any real input
+        (None, (3, 16), "E-INPUT"),
+    ],
+)
+def test_api_arguments_are_checked(overrides: object, input_shape: object, code: str) -> None:
+    """Odd Python arguments to analyze() are ArchspecErrors, never a TypeError from inside."""
+    with pytest.raises(ArchspecError) as exc:
+        archspec.analyze(spec("params: {width: 1}\nlayers: [relu]"), overrides, input_shape=input_shape)  # type: ignore[arg-type]
+    assert [d.code for d in exc.value.diagnostics] == [code]
+
+
+def test_named_repeat_with_one_copy_reads_all_inputs() -> None:
+    """A named group of one copy is the item itself: a merge in it reads every input."""
+    g = archspec.analyze(spec("layers:\n  - conv: {out: 4, k: 1}\n    name: a\n  - concat: [input, a]\n"
+                              "    name: both\n    repeat: 1\n"))
+    assert g.nodes["both.concat1"].inputs == ("input", "a")
+    assert g.output_shape == (7, 16, 16)

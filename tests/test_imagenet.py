@@ -146,7 +146,9 @@ def test_import_resolves_relative_to_the_importing_file(tmp_path: Path) -> None:
         input: [3, 8, 8]
         layers: [pair: {c: 4}, cbr: {c: 8}]
         """)
-    graph = analyze(main)  # the diamond (common.yaml twice) is one definition, not a clash
+    with pytest.raises(ArchspecError, match="outside the spec's directory tree"):
+        analyze(main)  # a sibling folder is outside the spec's tree unless the user allows it
+    graph = analyze(main, import_roots=[tmp_path])  # the diamond (common.yaml twice) is one definition, not a clash
     assert [n.name for n in graph.nodes.values() if n.op == "conv"] == ["pair1.cbr1.conv1", "pair1.cbr2.conv1",
                                                                          "cbr1.conv1"]
     assert graph.output_shape == (8, 8, 8)

@@ -65,11 +65,14 @@ def test_validate_matches_golden(name: str, capsys: pytest.CaptureFixture[str], 
     # Every diagnostic is positioned in the spec itself (never an internal file) and carries a code.
     firsts = [line for line in err.splitlines() if not line.startswith(("  hint:",)) and ": note: " not in line]
     assert firsts, "a case must produce at least one diagnostic"
+    # Lines as an editor counts them (LF, CRLF, lone CR; never U+2028/U+2029/NEL): no position past the end.
+    lines = re.split(rb"\r\n|\r|\n", (CORPUS / f"{name}.yaml").read_bytes())
     for line in firsts:
         m = DIAG_RE.match(line)
         assert m, line
         assert m["path"] == f"{name}.yaml"
         assert int(m["line"]) >= 1 and int(m["col"]) >= 1
+        assert int(m["line"]) <= len(lines), line
 
 
 @pytest.mark.parametrize("name", CASES)

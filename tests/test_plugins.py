@@ -1,7 +1,7 @@
 """Custom ops without patching archspec: the ``archspec.ops`` entry point group and :func:`register_op`.
 
-The example plugin package lives in tests/plugin_pkg and is installed in the test environment
-(``pip install -e tests/plugin_pkg``; CI does this in .ci/run).
+The example plugin package lives in tests/plugin_pkg; the ``demo_plugin`` fixture (conftest.py)
+installs it for these tests only.
 """
 
 from __future__ import annotations
@@ -30,13 +30,15 @@ layers:
 """
 
 
+pytestmark = pytest.mark.usefixtures("demo_plugin")
+
+
 def _plugin_installed() -> bool:
     return any(ep.name == "demo" for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
-@pytest.fixture(autouse=True)
-def _require_plugin() -> None:
-    assert _plugin_installed(), "the example plugin is not installed: run 'pip install -e tests/plugin_pkg'"
+def test_demo_plugin_is_installed_for_these_tests() -> None:
+    assert _plugin_installed()
 
 
 def test_entry_point_op_is_used_by_name() -> None:

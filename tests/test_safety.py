@@ -427,3 +427,93 @@ def test_expression_cannot_reach_python() -> None:
         with pytest.raises(ArchspecError) as exc:
             archspec.analyze(HEAD + f'layers: [{{conv: {{out: "{expr}", k: 3}}}}]\n')
         assert _codes(exc) == ["E-EXPR"], expr
+
+
+# ------------------------------------------------------------------ names that become code or submodules
+
+
+@pytest.mark.parametrize("key", ["3x3", "''", '"a\\n"', "1", "concat", "input", "in", "a.b", '"a b"', '"é"', "-x",
+                                 "\"x'](x)#\""])
+def test_inception_branch_keys_are_identifiers(key: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A mapping key names the branch's group: an identifier (fullmatch), or E-NAME at the key; no crash in build."""
+    text = HEAD + f"layers:\n  - inception-branch:\n      {key}: [conv: {{out: 4, k: 1}}]\n      b: [relu]\n"
+    with pytest.raises(ArchspecError) as exc:
+        archspec.analyze(text)
+    assert _codes(exc) == ["E-NAME"]
+    span = exc.value.diagnostics[0].span
+    assert span is not None and (span.line, span.column) == (6, 7)
+    spec = tmp_path / "branch.yaml"
+    spec.write_text(text, encoding="utf-8")
+    for command in ("validate", "build"):
+        assert main([command, str(spec)]) == 1
+        err = capsys.readouterr().err
+        assert "[E-NAME]" in err and "Traceback" not in err
+
+
+def test_inception_branch_identifier_keys_still_work() -> None:
+    """Keys that are identifiers (keywords included) name the branches as before."""
+    text = HEAD + "layers:\n  - inception-branch: {b3x3: [conv: {out: 4, k: 3, pad: 1}], pool: [relu], None: [relu]}\n"
+    graph = archspec.analyze(text)
+    assert {"inception_branch1.b3x3.conv1", "inception_branch1.pool.relu1", "inception_branch1.None.relu1"} <= set(
+        graph.nodes)
+
+
+@pytest.mark.parametrize("where", [
+    "layers:\n  - conv: {{out: 4, k: 1}}\n    name: {n}\n",
+    "graph:\n  {n}: {{conv: {{out: 4, k: 1}}, from: input}}\n",
+    "layers:\n  - relu: null\n    name: {n}\n    repeat: 2\n",
+    "layers:\n  - inception-branch: {{{n}: [relu], b: [relu]}}\n",
+    "blocks:\n  blk:\n    layers: [{{relu: null, name: {n}}}]\nlayers: [blk]\n",
+])
+@pytest.mark.parametrize("name", ["forward", "eval", "to", "training", "kind", "code", "_modules", "__class__",
+                                  "__anything__", "state_dict"])
+def test_names_that_clash_with_module_attributes(where: str, name: str, capsys: pytest.CaptureFixture[str],
+                                                  tmp_path: Path) -> None:
+    """A node named like a torch.nn.Module attribute cannot be a submodule: E-NAME, never a KeyError in build."""
+    text = HEAD + where.format(n=name)
+    with pytest.raises(ArchspecError) as exc:
+        archspec.analyze(text)
+    assert _codes(exc) == ["E-NAME"] and f"'{name}'" in exc.value.diagnostics[0].message
+    assert exc.value.diagnostics[0].span is not None and exc.value.diagnostics[0].span.line >= 4
+    spec = tmp_path / "clash.yaml"
+    spec.write_text(text, encoding="utf-8")
+    assert main(["build", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert "[E-NAME]" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("position", ["description", "block-arg", "block-default", "param-default"])
+def test_emitted_python_never_runs_spec_text(position: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`build --emit-python` over spec text that closes a docstring or string: importing the file runs nothing."""
+    import importlib.util
+    import sys
+
+    sentinel = tmp_path / "pwned"
+    payload = json.dumps(f'"""\'\'\'\n__import__("pathlib").Path({str(sentinel)!r}).touch()\n#"""\'\'\'\\')
+    values = {"description": "x", "arg": '"x"', "default": '"x"', "param": '"x"'}
+    values[{"description": "description", "block-arg": "arg", "block-default": "default",
+            "param-default": "param"}[position]] = payload
+    arg = "$s" if position == "param-default" else values["arg"]
+    text = (f"archspec: 1\nname: t\ndescription: {values['description']}\ninput: [1, 8, 8]\n"
+            f"params: {{s: {values['param']}}}\nblocks:\n  b:\n    params: {{t: {values['default']}}}\n"
+            f"    layers: [conv: {{out: 2, k: 1}}]\nlayers: [b: {{t: {arg}}}, b]\n")
+    spec = tmp_path / "inject.yaml"
+    spec.write_text(text, encoding="utf-8")
+    out = tmp_path / "inject_model.py"
+    assert main(["build", str(spec), "--emit-python", str(out)]) == 0
+    capsys.readouterr()
+    module_spec = importlib.util.spec_from_file_location("inject_model", out)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules["inject_model"] = module
+    try:
+        module_spec.loader.exec_module(module)
+        module.T()
+    finally:
+        del sys.modules["inject_model"]
+    assert not sentinel.exists()
+    value = json.loads(payload)  # the text stays exactly what the spec says, in a docstring
+    if position == "description":
+        assert f"\n\n{value}\n\n" in (module.__doc__ or "") and module.T.__doc__ == value
+    else:
+        assert any(f"t={value!r}" in (cls.__doc__ or "") for cls in vars(module).values() if isinstance(cls, type))

@@ -1,7 +1,8 @@
 """Behaviour of the scaling generators at a small size: every family analyses to the right graph.
 
 The timing itself is measured by ``benchmarks/bench_scaling.py``; here a 2,000-node spec of each
-family must expand to exactly the expected number of nodes and output shape.
+family must expand to exactly the expected number of nodes and output shape, within a proportional
+share of the expansion limits (so the 100,000-node benchmark specs stay within the real ones).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import archspec
+from archspec import expand as expand_mod
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import specgen
@@ -27,6 +29,20 @@ def test_generated_spec_analyses_correctly(family: str, tmp_path: Path) -> None:
     assert len(graph.nodes) == gen.nodes
     assert graph.output_shape == gen.output_shape
     graph.lint()
+
+
+@pytest.mark.parametrize("family", sorted(specgen.FAMILIES))
+def test_limits_leave_room_for_the_100k_benchmark(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Expansion steps grow linearly with the nodes, so a 2,000-node spec that fits in 2,000/100,000 of
+    MAX_STEPS shows that the 100,000-node benchmark specs fit the real limits (both MAX_NODES and MAX_STEPS)."""
+    gen = specgen.generate(family, 2000)
+    assert specgen.generate(family, 100_000).nodes <= expand_mod.MAX_NODES
+    monkeypatch.setattr(expand_mod, "MAX_STEPS", expand_mod.MAX_STEPS * gen.nodes // 100_000)
+    graph = archspec.analyze(gen.text)
+    assert len(graph.nodes) == gen.nodes
+    monkeypatch.setattr(expand_mod, "MAX_STEPS", gen.nodes)  # and the limit does bite: not every step is free
+    with pytest.raises(archspec.ArchspecError, match="expansion steps"):
+        archspec.analyze(gen.text)
 
 
 def test_residual_family_structure() -> None:

@@ -152,6 +152,7 @@ def test_invalid_specs_are_rejected(label: str, doc: dict[str, Any], validator: 
         archspec.analyze(yaml.safe_dump(copy.deepcopy(doc), sort_keys=False))
 
 
+@pytest.mark.usefixtures("demo_plugin")
 def test_plugin_ops_only_on_request() -> None:
     base = json_schema()
     with_plugins = json_schema(include_plugins=True)

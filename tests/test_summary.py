@@ -43,6 +43,26 @@ def test_totals_match_the_built_model(name: str) -> None:
     assert top[-1]["output_shape"] == [10]
 
 
+@pytest.mark.parametrize(("spec", "dtype"), [("lenet.yaml", "float32"), ("resnet18.yaml", "float32"),
+                                           ("densenet.yaml", "float16"), ("imagenet/resnet50.yaml", "float32"),
+                                           ("imagenet/mobilenet_v2.yaml", "bfloat16"),
+                                           ("imagenet/googlenet.yaml", "float64")])
+def test_weight_bytes_equal_the_state_dict(spec: str, dtype: str) -> None:
+    """Parameters and float buffers take ``dtype``; BatchNorm's num_batches_tracked stays int64 (8 bytes)."""
+    graph = archspec.analyze(SPECS / spec)
+    t = summary_json(graph, dtype=dtype)["totals"]
+    model = archspec.build(graph, device="meta").to(getattr(torch, dtype))
+    state = model.state_dict().values()
+    assert t["memory_bytes"]["state_dict"] == sum(v.numel() * v.element_size() for v in state)
+    by_dtype: dict[str, int] = {}
+    for v in state:
+        name = str(v.dtype).removeprefix("torch.")
+        by_dtype[name] = by_dtype.get(name, 0) + v.numel() * v.element_size()
+    assert t["state_dict_by_dtype"] == by_dtype
+    assert t["int64_buffers"] == sum(v.numel() for v in state if v.dtype == torch.int64)
+    assert t["memory_bytes"]["params"] == sum(v.numel() * v.element_size() for v in model.parameters())
+
+
 def test_activation_memory_matches_a_forward_pass() -> None:
     """Forward activations = the bytes of every node output, as recorded by forward hooks."""
     graph = archspec.analyze(SPECS / "resnet18.yaml")
@@ -81,7 +101,18 @@ def test_cli_table_is_aligned(capsys: pytest.CaptureFixture[str]) -> None:
     ends = {len(line) for line in body}
     assert len(ends) == 1  # right-aligned numbers end in one column
     assert "Total params: 5,977,530" in out
-    assert "per batch of 16" in out and "Forward activations (batch 16)" in out and "Estimated total" in out
+    assert "per batch of 16" in out and "Forward activations (batch 16, float32)" in out and "Estimated total" in out
+
+
+def test_units_are_labelled(capsys: pytest.CaptureFixture[str]) -> None:
+    """Binary units are called MiB (resnet50's 102,441,032 bytes are 97.70 MiB, not "97.70 MB")."""
+    code, out, _ = _run(capsys, "summary", str(SPECS / "imagenet" / "resnet50.yaml"), "--depth", "1")
+    assert code == 0
+    assert "Weights (state_dict, float32): 97.70 MiB = 102,441,032 bytes (float32 102,440,608, int64 424)" in out
+    assert "Buffers: 53,173 elements (53,120 float32 BatchNorm statistics, 53 int64 num_batches_tracked)" in out
+    assert " MB" not in out.replace("1.048576 MB", "")
+    code, out, _ = _run(capsys, "summary", str(SPECS / "lenet.yaml"), "--dtype", "float16")
+    assert code == 0 and "Input (batch 1, float16): 1.53 KiB" in out  # 784 × 2 bytes
 
 
 def test_cli_json_and_markdown(capsys: pytest.CaptureFixture[str]) -> None:

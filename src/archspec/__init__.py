@@ -6,19 +6,19 @@ infers every shape statically, compiles it to a ``torch.nn.Module`` and renders 
 >>> import archspec
 >>> graph = archspec.analyze("specs/lenet.yaml")      # static: no torch import
 >>> model = archspec.build("specs/lenet.yaml")         # an nn.Module
+>>> archspec.list_models("resnet*")                    # the shipped models, by name
+>>> model = archspec.build("resnet50", classes=10)     # a shipped model by name
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from .api import DEFAULT_MAX_PARAMS, analyze, build
+from . import notebook as _notebook  # noqa: F401  (gives Graph its notebook display)
+from .api import DEFAULT_MAX_PARAMS, analyze
 from .errors import ArchspecError, Diagnostic, Span
 from .ir import Graph, Group, Node
+from .models import OpParams
 from .ops import Counts, Op, ShapeError, register_op
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .models import OpParams
+from .zoo import build, list_models, model_info
 
 __all__ = [
     "DEFAULT_MAX_PARAMS",
@@ -34,16 +34,10 @@ __all__ = [
     "Span",
     "analyze",
     "build",
+    "list_models",
+    "model_info",
     "register_op",
 ]
 
 __version__ = "0.1.0"
 
-
-def __getattr__(name: str) -> Any:
-    """``archspec.OpParams`` is imported on first use: it pulls in Pydantic's model machinery."""
-    if name == "OpParams":
-        from .models import OpParams
-
-        return OpParams
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

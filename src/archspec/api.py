@@ -10,24 +10,23 @@ import gc
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ArchspecError, Diagnostic, Span
+from .errors import ArchspecError
 from .expand import expand
-from .ir import Graph
+from .imports import load_document
+from .ir import DEFAULT_MAX_PARAMS, Graph, check_max_params
 from .ops import Shape
+from .shipped import resolve_source
 from .source import LocMap, file_digest, load_yaml_text, read_file, record_reads
-from .spec import validate_document
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["DEFAULT_MAX_PARAMS", "analyze", "build", "clear_cache", "read_spec"]
+__all__ = ["DEFAULT_MAX_PARAMS", "analyze", "build", "check_max_params", "clear_cache", "read_spec"]
 
-#: ``build`` refuses to allocate a model with more parameters than this unless told otherwise.
-DEFAULT_MAX_PARAMS = 2_000_000_000
 
 SpecSource = str | os.PathLike[str] | Graph
 
@@ -70,7 +69,9 @@ def clear_cache() -> None:
         _graph_cache.clear()
 
 
-def _analyze_cached(source: SpecSource, overrides: Mapping[str, Any] | None, input_shape: Shape | None) -> list[Any]:
+def _analyze_cached(
+    source: SpecSource, overrides: Mapping[str, Any] | None, input_shape: Shape | None, import_roots: tuple[str, ...] = ()
+) -> list[Any]:
     """:func:`analyze`, reusing the graph of an unchanged spec file (for :func:`build` only).
 
     Returns the cache entry ``[graph, lowering, imported files]`` (the
@@ -84,16 +85,16 @@ def _analyze_cached(source: SpecSource, overrides: Mapping[str, Any] | None, inp
     call from several threads.
     """
     if isinstance(source, Graph) or (isinstance(source, str) and "\n" in source):
-        return [analyze(source, overrides, input_shape=input_shape), None, []]
+        return [analyze(source, overrides, input_shape=input_shape, import_roots=import_roots), None, []]
     try:
         digest = _digest(source)
         where = os.path.abspath(source)
     except (OSError, TypeError, ValueError):
-        return [analyze(source, overrides, input_shape=input_shape), None, []]  # reports the problem
+        return [analyze(source, overrides, input_shape=input_shape, import_roots=import_roots), None, []]  # reports the problem
     # The absolute path finds the file (a relative path means another file after a chdir); the path
     # as given is what the graph's positions show.
     rest = (os.fspath(source), repr(sorted((overrides or {}).items())),
-            None if input_shape is None else tuple(input_shape))
+            None if input_shape is None else tuple(input_shape), import_roots)
     with _cache_lock:
         entry = _graph_cache.get((where, digest, *rest))
         if entry is not None:
@@ -101,7 +102,7 @@ def _analyze_cached(source: SpecSource, overrides: Mapping[str, Any] | None, inp
     if entry is not None and all(_same_file(p, d) for p, d in entry[2]):
         return entry
     with record_reads() as reads:
-        graph = analyze(source, overrides, input_shape=input_shape)
+        graph = analyze(source, overrides, input_shape=input_shape, import_roots=import_roots)
     real = os.path.realpath(source)
     # Key the entry by the digest of the bytes actually analysed (the file may have changed since).
     digest = next((d for p, d in reads if p == real), digest)
@@ -114,8 +115,12 @@ def _analyze_cached(source: SpecSource, overrides: Mapping[str, Any] | None, inp
 
 
 def _digest(path: Any) -> bytes:
-    with open(path, "rb") as f:
-        return file_digest(f.read())
+    from .source import read_spec_bytes  # bounded, regular files only: never blocks on a FIFO or reads /dev/zero
+
+    try:
+        return file_digest(read_spec_bytes(path))
+    except ArchspecError as exc:
+        raise OSError(exc.diagnostics[0].message) from None  # the caller lets analyze() report it
 
 
 def _same_file(path: str, digest: bytes) -> bool:
@@ -130,18 +135,22 @@ def analyze(
     overrides: Mapping[str, Any] | None = None,
     *,
     input_shape: Shape | None = None,
+    import_roots: Iterable[str | os.PathLike[str]] = (),
 ) -> Graph:
     """Validate a spec and infer every node's shape, parameters and MACs, without importing torch.
 
-    ``source`` is a path, YAML text (a string with a newline), or an already analysed
+    ``source`` is a path, a shipped model's name (``"resnet50"``, see :mod:`archspec.shipped`; an
+    existing path always wins), YAML text (a string with a newline), or an already analysed
     :class:`~archspec.ir.Graph` (returned as is).  ``overrides`` set top-level parameters;
-    ``input_shape`` replaces the spec's ``input``.  Raises :class:`ArchspecError` on any problem.
+    ``input_shape`` replaces the spec's ``input``; ``import_roots`` names directories beside the
+    spec's own from which its ``imports`` may read (see :mod:`archspec.imports`).  Raises :class:`ArchspecError` on any problem.
     """
     if isinstance(source, Graph):
         return source
+    source = resolve_source(source)
     with _gc_paused():
         data, path = read_spec(source)
-        doc = validate_document(data, path)
+        doc = load_document(data, path, import_roots=import_roots)
         return expand(doc, data, path, overrides, input_shape)
 
 
@@ -152,31 +161,22 @@ def build(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     max_params: int | None = DEFAULT_MAX_PARAMS,
+    import_roots: Iterable[str | os.PathLike[str]] = (),
     **overrides: Any,
 ) -> torch.nn.Module:
     """Compile a spec to a ``torch.nn.Module`` (see :class:`archspec.lower_torch.ArchspecModule`).
 
+    ``source`` is what :func:`analyze` takes, e.g. a shipped model's name: ``build("resnet50")``.
     Keyword arguments other than the named ones override top-level spec parameters, e.g.
-    ``build("specs/lenet.yaml", classes=100)``.  A model with more than ``max_params`` parameters
-    is refused before any weight is allocated (``None`` disables the guard; ``device="meta"``
-    never allocates and skips it).
+    ``build("specs/lenet.yaml", classes=100)``.  A model with more than ``max_params`` parameter
+    and buffer elements together is refused before any weight is allocated (``None`` disables the
+    guard; ``device="meta"`` never allocates and skips it).  See :func:`check_max_params`.
+    ``archspec.build`` (:func:`archspec.zoo.build`) is this function plus ``weights=``, a checkpoint
+    to load.
     """
-    entry = _analyze_cached(source, overrides, input_shape)
+    entry = _analyze_cached(resolve_source(source), overrides, input_shape, tuple(map(os.fspath, import_roots)))
     graph = entry[0]
-    total = graph.total.params
-    if max_params is not None and str(device) != "meta" and total > max_params:
-        biggest = max(graph.nodes.values(), key=lambda n: n.counts.params, default=None)
-        where = (f"; the largest layer is '{biggest.name}' with {biggest.counts.params:,}"
-                 if biggest is not None and biggest.counts.params else "")
-        raise ArchspecError([
-            Diagnostic(
-                "E-TOO-LARGE",
-                f"the model has {total:,} parameters, more than the limit of {max_params:,}{where}",
-                (biggest.span if biggest is not None and biggest.counts.params else None) or Span(graph.path, 1, 1),
-                hint="check for a typo in a width; raise the limit with --max-params (max_params=) if intended, "
-                "or inspect it with 'archspec build --json' which allocates nothing",
-            )
-        ])
+    check_max_params(graph, max_params, device)
     from .lower_torch import Lowering
 
     if entry[1] is None:

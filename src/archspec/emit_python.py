@@ -10,12 +10,19 @@ exactly the ``state_dict`` keys of :func:`archspec.build` and loads its weights.
 The constructor calls are read back from the modules the op lowerings build (so plugin ops whose
 lowering returns a ``torch.nn`` module are supported too); a lowering that returns a module from
 outside ``torch.nn`` cannot be written as torch-only code and is reported as an error.
+
+No spec text is ever written as code.  Names reach the source only as checked identifiers (ASCII,
+``re.fullmatch``, not a keyword; any other segment of a node's path is written as a ``repr()`` string
+through ``getattr``/``add_module``), constructor arguments only as checked literals, docstrings
+(descriptions, block arguments, file names) only through :func:`_doc_literal`, which escapes
+quotes, backslashes and every non-printable character, and comments only as printable text.
 """
 
 from __future__ import annotations
 
 import inspect
 import keyword
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,16 +38,80 @@ __all__ = ["emit_python", "emit_python_to", "module_source"]
 _SKIP_ARGS = {"self", "device", "dtype"}
 
 
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _is_identifier(text: str) -> bool:
+    """``text`` can be written as a Python name: an ASCII identifier (the whole string) and not a keyword."""
+    return _IDENT.fullmatch(text) is not None and not keyword.iskeyword(text)
+
+
 def _camel(name: str) -> str:
-    parts = re.split(r"[-_\s.]+", name)
+    """A class name from a spec name: ``conv_block``/``conv-block`` → ``ConvBlock``; ``none`` → ``None_``."""
+    parts = re.split(r"[^A-Za-z0-9]+", name)
     out = "".join(p[:1].upper() + p[1:] for p in parts if p)
-    return out if out and out[0].isalpha() else "Net" + out
+    if not out or not out[0].isalpha():
+        out = "Net" + out
+    return out + "_" if keyword.iskeyword(out) else out
 
 
-def _literal(value: Any) -> str:
-    if isinstance(value, tuple) and value and all(v == value[0] for v in value) and isinstance(value[0], int):
-        return repr(value[0])
-    return repr(value)
+def _doc_literal(text: str) -> str:
+    """A triple-quoted string literal whose value is exactly ``text`` (for docstrings built from spec text).
+
+    Newlines stay as they are (the text reads as written); backslashes, a quote that could end the
+    literal (one followed by another quote, or the last character), and every non-printable character
+    (NUL, CR, tab, U+2028, lone surrogates, ...) are escaped.
+    """
+    out: list[str] = []
+    for i, ch in enumerate(text):
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"' if i + 1 == len(text) or text[i + 1] == '"' else ch)
+        elif ch == "\n" or ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(repr(ch)[1:-1])
+    return '"""' + "".join(out) + '"""'
+
+
+def _comment(text: str) -> str:
+    """Text for a ``#`` comment: one line of printable characters (anything else becomes ``?``)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def _attr(base: str, path: str) -> str:
+    """Expression for the submodule at dotted ``path`` below ``base``: ``self.b1.conv1``, or ``getattr(self, 'class')``."""
+    expr = base
+    for part in path.split("."):
+        expr = f"{expr}.{part}" if _is_identifier(part) else f"getattr({expr}, {part!r})"
+    return expr
+
+
+def _set_attr(base: str, path: str, value: str) -> str:
+    """Statement registering ``value`` as the submodule at dotted ``path`` below ``base``."""
+    parent, _, leaf = path.rpartition(".")
+    owner = _attr(base, parent) if parent else base
+    return f"{owner}.{leaf} = {value}" if _is_identifier(leaf) else f"{owner}.add_module({leaf!r}, {value})"
+
+
+def _literal(value: Any, where: str = "", span: Span | None = None) -> str:
+    """Python literal for a constructor argument; anything but plain data is refused (``E-EMIT``)."""
+    if isinstance(value, tuple) and value and all(type(v) is int and v == value[0] for v in value):
+        value = value[0]  # kernel_size=(3, 3) → 3
+    if value is None or isinstance(value, (bool, int, str)):
+        return repr(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else f"float({repr(value)!r})"
+    if isinstance(value, (tuple, list)):
+        items = [_literal(v, where, span) for v in value]
+        if isinstance(value, list):
+            return f"[{', '.join(items)}]"
+        return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+    raise ArchspecError([
+        Diagnostic("E-EMIT", f"cannot write '{where}' as source: an argument is a {type(value).__name__}, "
+                   "not plain data", span)
+    ])
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -82,12 +153,14 @@ def module_source(module: Any, where: str, span: Span | None) -> str:
                 Diagnostic("E-EMIT", f"cannot write '{where}': {cls.__name__} does not keep its argument '{name}'", span)
             ])
         if param.default is param.empty and not keyword_only:
-            args.append(_literal(value))
+            args.append(_literal(value, where, span))
             continue
         keyword_only = True
         if param.default is not param.empty and _same(value, param.default):
             continue
-        args.append(f"{name}={_literal(value)}")
+        if not _is_identifier(name):  # pragma: no cover - torch's own parameter names
+            raise ArchspecError([Diagnostic("E-EMIT", f"cannot write '{where}': argument name {name!r}", span)])
+        args.append(f"{name}={_literal(value, where, span)}")
     return f"nn.{cls.__name__}({', '.join(args)})"
 
 
@@ -208,7 +281,7 @@ class _Emitter:
             return uses.get(value, []) == [position + 1]
 
         names: dict[str, str] = {}
-        taken = {"x", "self", "torch", "nn"}
+        taken = {"x", "inp", "self", "torch", "nn", "getattr", "super"}
         names[scope.input] = "x" if chained(scope.input, -1) else "inp"
         taken.add(names[scope.input])
         for i, item in enumerate(scope.items):
@@ -217,8 +290,8 @@ class _Emitter:
                 continue
             parts = self._rel(scope, self._value_owner(scope, item.out)).split(".")
             for k in range(1, len(parts) + 1):
-                cand = re.sub(r"\W", "_", "_".join(parts[-k:]))
-                if cand[0].isdigit() or keyword.iskeyword(cand):
+                cand = re.sub(r"[^A-Za-z0-9_]", "_", "_".join(parts[-k:]))
+                if not _is_identifier(cand):
                     cand = "v_" + cand
                 if cand not in taken:
                     break
@@ -245,7 +318,8 @@ class _Emitter:
                     full = f"{scope.prefix}.{sub}" if scope.prefix else sub
                     group = self.graph.groups.get(full)
                     what = (group.block or group.kind) if group else "container"
-                    init.append(f"self.{sub} = nn.Module()  # {what}, {self._where(group.span if group else None)}")
+                    where = self._where(group.span if group else None)
+                    init.append(_set_attr("self", sub, "nn.Module()") + f"  # {_comment(f'{what}, {where}')}")
 
         names = self._var_names(scope)
         fwd: list[str] = []
@@ -255,30 +329,35 @@ class _Emitter:
             if item.group is not None:
                 rel = self._rel(scope, item.group.name)
                 containers(rel)
-                init.append(f"self.{rel} = {class_name_of[item.group.name]}()")
+                init.append(_set_attr("self", rel, f"{class_name_of[item.group.name]}()"))
                 shape = fmt_shape(self.graph.shape_of(item.out))
-                fwd.append(f"{var} = self.{rel}({args[0]})  # {shape}, block '{item.group.block}' "
-                           f"at {self._where(item.group.span)}")
+                note = f"{shape}, block '{item.group.block}' at {self._where(item.group.span)}"
+                fwd.append(f"{var} = {_attr('self', rel)}({args[0]})  # {_comment(note)}")
                 continue
             node = item.node
             assert node is not None
-            comment = f"  # {fmt_shape(node.shape)}, {self._where(node.span)}"
+            comment = f"  # {_comment(f'{fmt_shape(node.shape)}, {self._where(node.span)}')}"
             if node.op == "add":
                 fwd.append(f"{var} = {' + '.join(args)}{comment}")
+            elif node.op == "mul":
+                fwd.append(f"{var} = {' * '.join(args)}{comment}")
             elif node.op == "concat":
                 fwd.append(f"{var} = torch.cat([{', '.join(args)}], dim=1){comment}")
             else:
                 rel = self._rel(scope, node.name)
                 containers(rel)
-                src = module_source(self.model.get_submodule(node.name), node.name, node.span)
-                init.append(f"self.{rel} = {src}")
-                fwd.append(f"{var} = self.{rel}({', '.join(args)}){comment}")
+                module = self.model
+                for part in node.name.split("."):
+                    module = module._modules[part]
+                src = module_source(module, node.name, node.span)
+                init.append(_set_attr("self", rel, src))
+                fwd.append(f"{var} = {_attr('self', rel)}({', '.join(args)}){comment}")
         fwd.append(f"return {names[scope.output]}")
         return init, fwd
 
 
 def _class_text(name: str, doc: str, init: Iterable[str], fwd: Iterable[str], arg: str) -> str:
-    lines = [f"class {name}(nn.Module):", f'    """{doc}"""', "", "    def __init__(self) -> None:",
+    lines = [f"class {name}(nn.Module):", f"    {_doc_literal(doc)}", "", "    def __init__(self) -> None:",
              "        super().__init__()"]
     lines += [f"        {line}" for line in init]
     lines += ["", f"    def forward(self, {arg}: torch.Tensor) -> torch.Tensor:"]
@@ -315,15 +394,19 @@ def emit_python(graph: Graph) -> str:
                              "block": g.block or g.kind})
     # Name variants in execution order: Residual, Residual2, ...
     order = sorted(range(len(variants)), key=lambda i: em.order[em.members[variants[i]["groups"][-1].name][0]])
-    counts: dict[str, int] = {}
+    taken: set[str] = set()
+
+    def class_name(base: str) -> str:
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            name = f"{base}{n}"
+        taken.add(name)
+        return name
+
+    names = {i: class_name(_camel(variants[i]["block"])) for i in order}
     model_name = _camel(graph.name)
-    names: dict[int, str] = {}
-    for i in order:
-        base = _camel(variants[i]["block"])
-        counts[base] = counts.get(base, 0) + 1
-        names[i] = base if counts[base] == 1 else f"{base}{counts[base]}"
-    if model_name in names.values():
-        model_name += "Net"
+    model_name = class_name(model_name + "Net" if model_name in taken else model_name)
 
     def resolve(text: str) -> str:
         return re.sub("\x00(\\d+)\x00", lambda m: names[int(m.group(1))], text)
@@ -349,13 +432,13 @@ def emit_python(graph: Graph) -> str:
             visit(int(m.group(1)))
 
     src = Path(graph.path).name
-    parts = [
-        f'"""{graph.name}: standalone PyTorch model generated by archspec {__version__} from {src}.\n\n'
+    module_doc = (
+        f"{graph.name}: standalone PyTorch model generated by archspec {__version__} from {src}.\n\n"
         + (f"{graph.description}\n\n" if graph.description else "")
         + f"Input {fmt_shape(graph.input_shape)} (plus the batch dimension), output {fmt_shape(graph.output_shape)}.\n"
         "The comments name the spec line of each layer and its output shape (without the batch dimension).\n"
-        '"""\n\nimport torch\nfrom torch import nn\n',
-    ]
+    )
+    parts = [_doc_literal(module_doc) + "\n\nimport torch\nfrom torch import nn\n"]
     for i in emitted:
         v = variants[i]
         used = ", ".join(f"{g.name} ({em._where(g.span)})"
@@ -369,10 +452,16 @@ def emit_python(graph: Graph) -> str:
     return text
 
 
-def emit_python_to(graph: Graph, path: str, *, protect: tuple[str, ...] = ()) -> str:
-    """Write the emitted source to ``path`` (atomically, never over a ``protect``-ed file); return the text."""
-    from .fsutil import write_atomic
+def emit_python_to(graph: Graph, path: str | Path, *, protect: Iterable[str | Path] = ()) -> str:
+    """Write the emitted source to ``path`` and return the text.
 
+    ``path`` is checked before the source is generated, then written by :func:`archspec.fsutil.write_atomic`
+    (atomically for a regular file, never over a ``protect``-ed input file such as the spec or its imports).
+    """
+    from .fsutil import check_output, write_atomic
+
+    protect = tuple(protect)
+    check_output(path, protect=protect)
     text = emit_python(graph)
     write_atomic(path, text, protect=protect)
     return text

@@ -14,29 +14,77 @@ line in the block definition and carries notes naming each enclosing instance.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic_core import ValidationError
 
 from .errors import ArchspecError, Diagnostic, Note, Span, did_you_mean
-from .expr import ExprError, InputShape, evaluate, is_expression
+from .expr import ExprError, InputShape, evaluate, is_expression, references
 from .ir import Graph, Group, Node
+from .models import MAX_WIDTH
 from .ops import Conv, Linear, Op, Shape, ShapeError, fmt_shape, get_op
 from .source import LocMap, LocSeq, span_of
 from .spec import COMPOSITES, Item, SpecDocument, body_items, parse_item, pydantic_diagnostics
 
-__all__ = ["MAX_NESTING", "MAX_NODES", "expand"]
+__all__ = ["MAX_NESTING", "MAX_NODES", "MAX_STEPS", "MAX_VALUE_ELEMENTS", "expand"]
 
 #: Most primitive nodes one spec may expand to (real networks have a few thousand at most).
 MAX_NODES = 100_000
 #: Deepest nesting of block instances and composites.
 MAX_NESTING = 64
+#: Most expansion steps one spec may take: every item visited (pass-throughs and skipped items too),
+#: every copy of a ``repeat``, every group opened (block instance, composite, branch, repeat), every
+#: primitive node and every element of a value bound to a parameter or an op.  Real networks take four
+#: to eight steps per node, so 100,000 nodes fit; this bounds the work of specs that expand to few
+#: nodes, such as nested repeats of pass-throughs.  The product of nested repeat counts is checked
+#: against it before expanding.
+MAX_STEPS = 1_000_000
+#: Most elements (list items and mapping entries, nested ones included) in one parameter value, block
+#: argument or op argument, counted before the value is bound or copied.
+MAX_VALUE_ELEMENTS = 10_000
+#: At most this many "did you mean" hints per expansion, each comparing at most _SUGGEST_FROM names.
+_SUGGESTIONS = 50
+_SUGGEST_FROM = 1_000
+#: A node name's local part: an ASCII identifier (``fullmatch``: no trailing newline slips through).
+_LOCAL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+#: Attributes of ``torch.nn.Module`` and of archspec's model and container classes: a node named so could not
+#: be registered as a submodule (``model.forward`` must stay the method), so such names are E-NAME errors.
+#: Kept here as text because this stage never imports torch; tests/test_emit_fuzz.py checks it against torch.
+MODULE_ATTRIBUTES = frozenset("""
+    T_destination add_module apply bfloat16 buffers call_super_init children code compile cpu cuda double dump_patches
+    eval extra_repr float forward get_buffer get_extra_state get_parameter get_submodule half intermediates ipu kind
+    load_state_dict modules mtia named_buffers named_children named_modules named_parameters node_names parameters
+    register_backward_hook register_buffer register_forward_hook register_forward_pre_hook register_full_backward_hook
+    register_full_backward_pre_hook register_load_state_dict_post_hook register_load_state_dict_pre_hook
+    register_module register_parameter register_state_dict_post_hook register_state_dict_pre_hook requires_grad_
+    set_extra_state set_submodule share_memory state_dict to to_empty train training type xpu zero_grad
+    _apply _backward_hooks _backward_pre_hooks _buffers _call_impl _compiled_call_impl _forward_hooks
+    _forward_hooks_always_called _forward_hooks_with_kwargs _forward_pre_hooks _forward_pre_hooks_with_kwargs
+    _get_backward_hooks _get_backward_pre_hooks _get_name _is_full_backward_hook _load_from_state_dict
+    _load_state_dict_post_hooks _load_state_dict_pre_hooks _maybe_warn_non_full_backward_hook _modules _named_members
+    _non_persistent_buffers_set _parameters _register_load_state_dict_pre_hook _register_state_dict_hook
+    _replicate_for_data_parallel _save_to_state_dict _slow_forward _state_dict_hooks _state_dict_pre_hooks _version
+    _wrapped_call_impl
+""".split())
+
+
+def _module_attribute(name: str) -> bool:
+    """Whether the last part of a node name clashes with a module attribute (see :data:`MODULE_ATTRIBUTES`)."""
+    local = name.rpartition(".")[2]
+    return local in MODULE_ATTRIBUTES or local.startswith(("__", "_archspec"))
+
 
 #: A value flowing between items: the name of the node that produced it, or None when unknown.
 Value = str | None
+#: A body's structure: its items, the index of each named one, what each reads, their references, the run order.
+_Plan = tuple[list[Item], dict[str, int], list[list[int]], list[list[tuple[str, Span]] | None], list[int]]
 
 
 @dataclass
@@ -48,13 +96,19 @@ class _Scope:
     notes: tuple[Note, ...]
     depth: int
     counters: dict[str, int] = field(default_factory=dict)
+    #: How many times this scope is expanded: the product of the enclosing repeat counts.
+    mult: int = 1
+    #: In a copy of a repeated composite: the counters of block instances and composites, shared by all
+    #: copies so that they are numbered on (``dense_concat2`` holds ``dense_layer2``); ops restart per copy.
+    shared: dict[str, int] | None = None
 
     def child_name(self, local: str) -> str:
         return f"{self.group}.{local}" if self.group else local
 
-    def auto_name(self, base: str) -> str:
-        n = self.counters.get(base, 0) + 1
-        self.counters[base] = n
+    def auto_name(self, base: str, group: bool = False) -> str:
+        counters = self.shared if group and self.shared is not None else self.counters
+        n = counters.get(base, 0) + 1
+        counters[base] = n
         return f"{base}{n}"
 
 
@@ -73,6 +127,9 @@ def expand(doc: SpecDocument, data: LocMap, path: str, overrides: Mapping[str, A
 
 
 class _Expander:
+    #: The shared counters for the next group opened (see :attr:`_Scope.shared`); set around each copy.
+    _carry: dict[str, int] | None = None
+
     def __init__(self, doc: SpecDocument, data: LocMap, path: str) -> None:
         self.doc = doc
         self.data = data
@@ -84,6 +141,11 @@ class _Expander:
         self._diag_index: dict[tuple[str, Span | None, str], int] = {}
         self._diag_repeats: dict[int, int] = {}
         self._top_env: dict[str, Any] = {}
+        self.steps = 0  # expansion steps taken so far (see MAX_STEPS)
+        self._checked_defaults: set[str] = set()  # blocks whose parameter defaults were size-checked
+        self._plans: dict[int, tuple[Any, _Plan]] = {}  # id(body) → (body, its plan), shared by all instances
+        self._block_sources: dict[str, LocMap] = {}
+        self._suggestions_left = _SUGGESTIONS  # "did you mean" hints still to compute (see _suggest)
 
     # ------------------------------------------------------------------ diagnostics
     def error(self, code: str, message: str, span: Span | None, scope: _Scope | None, hint: str | None = None,
@@ -108,14 +170,62 @@ class _Expander:
             out.append(d)
         return out
 
+    # ------------------------------------------------------------------ limits
+    def _step(self, span: Span | None, scope: _Scope | None, cost: int = 1) -> None:
+        """Count ``cost`` expansion steps; stop the whole expansion (E-LIMIT) past :data:`MAX_STEPS`."""
+        self.steps += cost
+        if self.steps > MAX_STEPS:
+            self.error("E-LIMIT", f"the spec takes more than {MAX_STEPS:,} expansion steps to expand (every item, "
+                       "repeat copy, block instance, composite and bound value counts, not only the nodes)", span, scope,
+                       hint="look for nested repeats, or blocks instantiated inside repeated blocks")
+            raise ArchspecError(self._finish_diags())
+
+    def _check_size(self, value: Any, span: Span | None, scope: _Scope | None, what: str) -> int:
+        """Count the elements of ``value`` (stopping early); E-LIMIT when there are more than allowed."""
+        n = _size(value, MAX_VALUE_ELEMENTS)
+        if n > MAX_VALUE_ELEMENTS:
+            self.error("E-LIMIT", f"{what} has more than {MAX_VALUE_ELEMENTS:,} elements (list items and mapping entries, "
+                       "nested ones included)", span, scope, hint="parameter values are small settings such as "
+                       "channel lists; a value this large is usually an alias repeated by mistake")
+            raise _Abort
+        return n
+
+    def _suggest(self, word: str, candidates: Collection[str]) -> str | None:
+        """"did you mean" for a misspelt name, within a budget: a spec with thousands of unknown names
+        among thousands of nodes would otherwise spend minutes comparing every pair."""
+        if self._suggestions_left <= 0:
+            return None
+        self._suggestions_left -= 1
+        names = [c for c in candidates if c[:1] == word[:1] and abs(len(c) - len(word)) <= 2] \
+            if len(candidates) > _SUGGEST_FROM else candidates  # compare with names of about the same length and start
+        return did_you_mean(word, itertools.islice(names, _SUGGEST_FROM))
+
+    def _child(self, scope: _Scope, local: Any, span: Span | None) -> str:
+        """The dotted name of ``local`` inside ``scope``; E-NAME unless ``local`` is an identifier.
+
+        Every node and group name is made here, whatever its source (``name:``, a graph key, a branch
+        key, an automatic name), so no empty, dotted or otherwise malformed name reaches the IR.
+        """
+        if not isinstance(local, str) or not _LOCAL_NAME.fullmatch(local):
+            self.error("E-NAME", f"node name {local!r} is not an identifier (ASCII letters, digits and _, not starting "
+                       "with a digit)", span, scope, hint="rename it", key=f"name:{local!r}")
+            raise _Abort
+        self._check_name(local, span, scope)
+        return scope.child_name(local)
+
     # ------------------------------------------------------------------ entry
     def run(self, overrides: Mapping[str, Any], input_shape: Shape | None) -> Graph:
+        if not isinstance(overrides, Mapping):
+            raise ArchspecError.single("E-OVERRIDE", f"overrides must be a mapping of parameter names to values, got "
+                                       f"{_type_name(overrides)}", span_of(self.data, "params") or span_of(self.data))
         env = self._top_params(overrides)
         self._top_env = env
-        shape = tuple(input_shape) if input_shape is not None else tuple(self.doc.input)
-        if len(shape) not in (1, 3) or any((not isinstance(d, int)) or d <= 0 for d in shape):
-            raise ArchspecError.single("E-INPUT", f"input shape must be C,H,W or F positive integers, got {shape}",
-                                       span_of(self.data, "input"))
+        given = input_shape if input_shape is not None else self.doc.input
+        shape = tuple(given) if isinstance(given, (list, tuple)) else ()
+        if len(shape) not in (1, 3) or any(not isinstance(d, int) or isinstance(d, bool) or not 0 < d <= MAX_WIDTH
+                                           for d in shape):
+            raise ArchspecError.single("E-INPUT", f"input shape must be C,H,W or F positive integers up to "
+                                       f"{MAX_WIDTH:,}, got {_short(given)}", span_of(self.data, "input"))
         self.shapes["input"] = shape
         scope = _Scope(group="", env=env, notes=(), depth=0)
         body_key = "layers" if "layers" in self.data else "graph"
@@ -134,11 +244,11 @@ class _Expander:
 
     def _top_params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         params = self.doc.params
-        unknown = [k for k in overrides if k not in params]
+        unknown = [k for k in overrides if not isinstance(k, str) or k not in params]
         if unknown:
             diags = []
             for k in unknown:
-                hint = did_you_mean(k, params)
+                hint = self._suggest(k, params) if isinstance(k, str) else None
                 allowed = ", ".join(params) or "none"
                 diags.append(Diagnostic("E-OVERRIDE", f"--set {k}: the spec has no top-level parameter '{k}'",
                                         span_of(self.data, "params") or span_of(self.data),
@@ -151,14 +261,22 @@ class _Expander:
             if value is None:
                 raise ArchspecError.single("E-PARAM", f"top-level parameter '{k}' has no value",
                                            span_of(holder, k), hint=f"give it a default or pass --set {k}=VALUE")
+            where = f"--set {k}" if k in overrides else f"parameter '{k}'"
+            if k in overrides and _has_huge_number(value):
+                raise ArchspecError.single("E-LIMIT", f"{where}: a number in the value has more than {MAX_NUMBER_DIGITS} digits",
+                                           span_of(holder, k), hint="no layer needs such a number; check for a typo")
             try:
+                self._check_size(value, span_of(holder, k) or span_of(self.data), None, where)
                 env[k] = self._subst(value, env, None)
+                self._check_size(env[k], span_of(holder, k) or span_of(self.data), None, f"the value of {where}")
+            except _Abort:
+                raise ArchspecError(self._finish_diags()) from None
             except ExprError as exc:
                 raise ArchspecError.single("E-EXPR", f"parameter '{k}': {exc}", span_of(holder, k)) from None
             if k in overrides and default is not None and not _same_kind(default, env[k]):
                 raise ArchspecError.single("E-PARAM-TYPE",
                                            f"--set {k}: expected {_type_name(default)}, got {_type_name(env[k])} "
-                                           f"({env[k]!r})", span_of(holder, k))
+                                           f"({_short_repr(env[k])})", span_of(holder, k))
         return env
 
     # ------------------------------------------------------------------ values and expressions
@@ -174,7 +292,27 @@ class _Expander:
 
     def _subst_located(self, value: Any, env: Mapping[str, Any], shape: Shape | None, scope: _Scope,
                        container: Any, key: Any, what: str) -> Any:
-        """Like :meth:`_subst` but reports the innermost failing expression at its own position."""
+        """Like :meth:`_subst` but reports the innermost failing expression at its own position.
+
+        The value is bounded before it is copied (at most :data:`MAX_VALUE_ELEMENTS` elements) and so
+        is the result (an expression may build a list of large parameters); its elements count as
+        expansion steps, so binding a large value in every copy of a repeat is bounded too.
+        """
+        if isinstance(value, (list, dict)):
+            n = _size(value, MAX_VALUE_ELEMENTS)
+            if n > MAX_VALUE_ELEMENTS:
+                self._check_size(value, span_of(container, key), scope, f"{what}: the value of '{key}'")
+            self._step(span_of(container, key), scope, n)
+        result = self._subst_tree(value, env, shape, scope, container, key, what)
+        if isinstance(result, (list, dict)) and not isinstance(value, (list, dict)):  # an expression made a list
+            self._step(span_of(container, key), scope,
+                       self._check_size(result, span_of(container, key), scope, f"{what}: the value of '{key}'"))
+        elif isinstance(result, (list, dict)) and _size(result, MAX_VALUE_ELEMENTS) > MAX_VALUE_ELEMENTS:
+            self._check_size(result, span_of(container, key), scope, f"{what}: the value of '{key}'")
+        return result
+
+    def _subst_tree(self, value: Any, env: Mapping[str, Any], shape: Shape | None, scope: _Scope,
+                    container: Any, key: Any, what: str) -> Any:
         if isinstance(value, str) and is_expression(value):
             try:
                 return evaluate(value, env, InputShape(shape) if shape is not None else None)
@@ -183,9 +321,9 @@ class _Expander:
                            key=f"{value}:{exc}")
                 raise _Abort from None
         if isinstance(value, list):
-            return [self._subst_located(v, env, shape, scope, value, i, what) for i, v in enumerate(value)]
+            return [self._subst_tree(v, env, shape, scope, value, i, what) for i, v in enumerate(value)]
         if isinstance(value, dict):
-            return {k: self._subst_located(v, env, shape, scope, value, k, what) for k, v in value.items()}
+            return {k: self._subst_tree(v, env, shape, scope, value, k, what) for k, v in value.items()}
         return value
 
     def shape(self, value: Value) -> Shape | None:
@@ -194,7 +332,57 @@ class _Expander:
     # ------------------------------------------------------------------ bodies
     def run_body(self, body: Any, holder: Any, key: Any, scope: _Scope, inp: Value, *, output: str | None = None,
                  output_span: Span | None = None) -> Value:
-        """Expand a ``layers`` list or ``graph`` mapping; return the value of its output item."""
+        """Expand a ``layers`` list or ``graph`` mapping; return the value of its output item.
+
+        In a ``layers`` list an item may only read earlier items (``from``); a ``graph`` mapping may
+        name its nodes in any order.  Each item counts one expansion step, even when it turns out to be
+        a pass-through.  The body's structure (parsed items, references, order) is worked out once per
+        body and reused by every instance of it.
+        """
+        self._step(span_of(holder, key), scope, len(body) if isinstance(body, (LocSeq, LocMap)) else 1)
+        cached = self._plans.get(id(body))
+        if cached is not None and cached[0] is body:
+            plan = cached[1]
+        else:
+            plan = self._plan_body(body, holder, key, scope)
+            if plan is None:
+                return None
+            self._plans[id(body)] = (body, plan)
+        parsed, declared, deps, all_refs, order = plan
+        if not parsed:
+            return inp
+        if output is not None and output not in declared:
+            hint = self._suggest(output, declared)
+            self.error("E-OUTPUT", f"output '{output}' is not a node of this graph", output_span, scope,
+                       (hint + " " if hint else "") + "nodes: " + _listing(declared, len(declared)))
+            return None
+        out_index = declared[output] if output is not None else len(parsed) - 1
+        values: dict[int, Value] = {}
+        known_input = inp
+        for i in order:
+            item = parsed[i]
+            refs = all_refs[i]
+            if deps[i] or refs is not None:
+                if refs is None:
+                    sources = [values[deps[i][0]]]
+                else:
+                    sources = [known_input if r == "input" else values[declared[r]] for r, _ in refs]
+            else:
+                sources = [known_input]
+            if any(s is None for s in sources):
+                values[i] = None
+                self._skip_item(item, scope)
+                continue
+            try:
+                values[i] = self.run_item(item, scope, sources)
+            except _Abort:
+                values[i] = None
+        self._warn_unused(parsed, deps, out_index, scope)
+        return values.get(out_index)
+
+    def _plan_body(self, body: Any, holder: Any, key: Any, scope: _Scope) -> _Plan | None:
+        """Parse a body's items and order them by their references; None (reported) when that fails."""
+        layers_form = not isinstance(body, LocMap)
         parsed: list[Item] = []
         for raw, cont, idx, gname in body_items(body, holder, key):
             try:
@@ -203,8 +391,6 @@ class _Expander:
                 for d in exc.diagnostics:
                     self.error(d.code, d.message, d.span, scope, d.hint)
                 return None
-        if not parsed:
-            return inp
         # Names declared in this body, and the order items must run in.
         declared: dict[str, int] = {}
         for i, item in enumerate(parsed):
@@ -231,9 +417,18 @@ class _Expander:
                     if ref == "input":
                         continue
                     if ref not in declared:
-                        hint = did_you_mean(ref, [*list(declared), "input"])
+                        hint = self._suggest(ref, [*declared, "input"]) if self._suggestions_left > 0 else None
                         self.error("E-UNKNOWN-NODE", f"unknown node '{ref}'", ref_span, scope,
-                                   (hint + " " if hint else "") + "nodes here: " + ", ".join(["input", *declared]))
+                                   (hint + " " if hint else "") + "nodes here: "
+                                   + _listing(itertools.chain(("input",), declared), len(declared) + 1))
+                        ok = False
+                    elif layers_form and declared[ref] >= i:
+                        later = "its own output" if declared[ref] == i else (
+                            f"'{ref}', which comes later (line {parsed[declared[ref]].span.line})")
+                        self.error("E-FROM", f"this item reads {later}: in 'layers' an item can only read earlier "
+                                   "items", ref_span, scope,
+                                   hint="move the item after the one it reads, or write the network as a 'graph' "
+                                   "mapping, where nodes may come in any order")
                         ok = False
                     else:
                         d.append(declared[ref])
@@ -243,34 +438,7 @@ class _Expander:
         order = self._topo_order(parsed, deps, scope)
         if order is None:
             return None
-        if output is not None and output not in declared:
-            hint = did_you_mean(output, declared)
-            self.error("E-OUTPUT", f"output '{output}' is not a node of this graph", output_span, scope,
-                       (hint + " " if hint else "") + "nodes: " + ", ".join(declared))
-            return None
-        out_index = declared[output] if output is not None else len(parsed) - 1
-        values: dict[int, Value] = {}
-        known_input = inp
-        for i in order:
-            item = parsed[i]
-            refs = all_refs[i]
-            if deps[i] or refs is not None:
-                if refs is None:
-                    sources = [values[deps[i][0]]]
-                else:
-                    sources = [known_input if r == "input" else values[declared[r]] for r, _ in refs]
-            else:
-                sources = [known_input]
-            if any(s is None for s in sources):
-                values[i] = None
-                self._skip_item(item, scope)
-                continue
-            try:
-                values[i] = self.run_item(item, scope, sources)
-            except _Abort:
-                values[i] = None
-        self._warn_unused(parsed, deps, out_index, scope)
-        return values.get(out_index)
+        return parsed, declared, deps, all_refs, order
 
     def _item_refs(self, item: Item) -> list[tuple[str, Span]] | None:
         """Explicit inputs of an item (``from`` or a merge's list), or None for 'the previous item'."""
@@ -287,15 +455,13 @@ class _Expander:
         return None
 
     def _topo_order(self, items: list[Item], deps: list[list[int]], scope: _Scope) -> list[int] | None:
-        """Kahn's algorithm, stable in written order; report a cycle by its members."""
+        """Kahn's algorithm, stable in written order; report each cycle by exactly its members."""
         indeg = [0] * len(items)
         users: list[list[int]] = [[] for _ in items]
         for i, d in enumerate(deps):
             for j in d:
                 users[j].append(i)
                 indeg[i] += 1
-        import heapq
-
         ready = [i for i, n in enumerate(indeg) if n == 0]
         heapq.heapify(ready)
         order: list[int] = []
@@ -307,10 +473,13 @@ class _Expander:
                 if indeg[u] == 0:
                     heapq.heappush(ready, u)
         if len(order) < len(items):
-            stuck = [i for i, n in enumerate(indeg) if n > 0]
-            names = [items[i].name or f"item {i + 1}" for i in stuck]
-            self.error("E-CYCLE", "the graph has a cycle through " + " → ".join(names), items[stuck[0]].span, scope,
-                       hint="every node must be computable from 'input' and earlier nodes")
+            # The stuck nodes are the cycles plus everything downstream of them: report only the cycles.
+            for cycle in _cycles(deps, {i for i, n in enumerate(indeg) if n > 0}):
+                names = [items[i].name or f"item {i + 1}" for i in cycle]
+                if len(names) > 40:  # a very long cycle: its first and last members, and how many between
+                    names = [*names[:20], f"… ({len(names) - 40:,} more) …", *names[-20:]]
+                self.error("E-CYCLE", "the graph has a cycle: " + " → ".join([*names, names[0]]), items[cycle[0]].span,
+                           scope, hint="every node must be computable from 'input' and earlier nodes")
             return None
         return order
 
@@ -322,43 +491,72 @@ class _Expander:
                            hint="connect it with 'from', make it the 'output', or remove it", severity="warning")
 
     def _skip_item(self, item: Item, scope: _Scope) -> None:
-        """An input is unknown (an earlier error): consume auto-name counters so names stay stable."""
+        """An input is unknown (an earlier error): consume auto-name counters so names stay stable.
+
+        A repeat count that reads the (unknown) input shape is not evaluated: that would only report
+        the earlier error again, as "'in' is not available".  Other problems of the count are reported.
+        """
+        self._step(item.span, scope)
+        if item.repeat is not None and is_expression(item.repeat):
+            try:
+                if "in" in references(item.repeat):
+                    return
+            except ExprError:
+                pass  # a syntax error: _repeat_count reports it
         try:
             n = self._repeat_count(item, scope, None)
         except _Abort:
             return
+        if item.name is not None:
+            return
         base = self._base_name(item)
-        if item.name is None:
-            for _ in range(n):
-                scope.auto_name(base)
+        counters = scope.shared if scope.shared is not None and self._is_group_item(item) else scope.counters
+        counters[base] = counters.get(base, 0) + n
 
     # ------------------------------------------------------------------ items
     def _base_name(self, item: Item) -> str:
         return item.op.replace("-", "_")
 
+    def _is_group_item(self, item: Item) -> bool:
+        """Whether the item opens a group (a block instance or a composite) rather than adding an op."""
+        return item.op in self.doc.blocks or item.op.replace("_", "-") in COMPOSITES
+
     def _repeat_count(self, item: Item, scope: _Scope, shape: Shape | None) -> int:
+        """The item's repeat count, checked against the limits before anything is expanded.
+
+        ``scope.mult`` copies of this item are expanded in all (the product of the enclosing repeats),
+        so ``scope.mult × n`` copies at one step each must fit in :data:`MAX_STEPS`.
+        """
         if item.repeat is None:
             return 1
         raw = item.raw
-        try:
-            n = self._subst_located(item.repeat, scope.env, shape, scope, raw, "repeat", "repeat")
-        except _Abort:
-            raise
+        n = self._subst_located(item.repeat, scope.env, shape, scope, raw, "repeat", "repeat")
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            self.error("E-REPEAT", f"repeat must be a whole number ≥ 0, got {n!r}", span_of(raw, "repeat"), scope)
+            self.error("E-REPEAT", f"repeat must be a whole number ≥ 0, got {_short(n)}", span_of(raw, "repeat"), scope)
             raise _Abort
         if n > MAX_NODES:
             self.error("E-LIMIT", f"repeat {n} is more than the {MAX_NODES:,}-node limit", span_of(raw, "repeat"), scope)
             raise _Abort
+        if scope.mult * n > MAX_STEPS:
+            self.error("E-LIMIT", f"repeat {n:,} here, inside enclosing repeats that make {scope.mult:,} copies of it, "
+                       f"expands {scope.mult * n:,} copies: more than the limit of {MAX_STEPS:,} expansion steps",
+                       span_of(raw, "repeat"), scope, hint="the counts of nested repeats multiply; reduce one of them")
+            raise _Abort
         return n
 
     def run_item(self, item: Item, scope: _Scope, sources: list[str]) -> Value:
-        """Expand one item (with its ``when`` and ``repeat``) on the given input values."""
+        """Expand one item (with its ``when`` and ``repeat``) on the given input values.
+
+        With ``repeat``, the first copy reads the item's inputs and each later copy reads the copy
+        before it, so an item with several inputs (a merge, or ``from: [a, b]``) cannot be repeated
+        more than once; ``name`` only groups the copies and changes nothing of this.
+        """
         first = sources[0]
         if item.when is not None:
             cond = self._subst_located(item.when, scope.env, self.shape(first), scope, item.raw, "when", "when")
             if not isinstance(cond, bool):
-                self.error("E-WHEN", f"'when' must be true or false, got {cond!r}", span_of(item.raw, "when"), scope)
+                self.error("E-WHEN", f"'when' must be true or false, got {_short(cond)}", span_of(item.raw, "when"),
+                           scope)
                 raise _Abort
             if not cond:
                 if len(sources) != 1:
@@ -372,39 +570,63 @@ class _Expander:
                            scope)
                 raise _Abort
             return first
+        if n > 1 and len(sources) > 1:
+            self.error("E-REPEAT", f"an item with {len(sources)} inputs cannot be repeated: the first copy would read "
+                       "them all, but each later copy reads only the copy before it", span_of(item.raw, "repeat"), scope,
+                       hint="merge the inputs in an item of their own (add or concat), then repeat the item after it")
+            raise _Abort
+        if item.name is not None:  # an explicit name that cannot be a submodule is reported at the name itself
+            self._check_name(item.name, span_of(item.raw, "name") if isinstance(item.raw, LocMap) and "name" in item.raw
+                             else item.span, scope)
         base = self._base_name(item)
+        value: Value = None
+        current = sources
+        group = self._is_group_item(item)
+        # The copies of a repeated composite number the groups inside them on, copy after copy.
+        carry: dict[str, int] | None = {} if item.repeat is not None and group and item.op not in self.doc.blocks \
+            else None
         if item.repeat is not None and item.name is not None:
-            gname = scope.child_name(item.name)
-            inner = self._open_group(gname, "repeat", None, item.span, scope, first, {"repeat": n})
-            value: Value = first
+            name_span = span_of(item.raw, "name") if isinstance(item.raw, LocMap) and "name" in item.raw else item.span
+            gname = self._child(scope, item.name, name_span)
+            inner = self._open_group(gname, "repeat", None, item.span, scope, first, {"repeat": n}, mult=scope.mult * n)
             for _ in range(n):
-                value = self._one(item, inner, inner.auto_name(base), [value] if value else [])
+                self._step(item.span, inner)
+                self._carry = carry
+                try:
+                    value = self._one(item, inner, inner.auto_name(base, group), current, inner.mult)
+                finally:
+                    self._carry = None
                 if value is None:
                     break
+                current = [value]
             self._close_group(gname, value)
             return value
-        value = None
-        current = sources
         for _ in range(n):
-            name = item.name if item.name is not None else scope.auto_name(base)
-            value = self._one(item, scope, name, current)
+            self._step(item.span, scope)
+            name = item.name if item.name is not None else scope.auto_name(base, group)
+            self._carry = carry
+            try:
+                value = self._one(item, scope, name, current, scope.mult * n)
+            finally:
+                self._carry = None
             if value is None:
                 break
             current = [value]
         return value
 
-    def _one(self, item: Item, scope: _Scope, local: str, sources: list[str]) -> Value:
+    def _one(self, item: Item, scope: _Scope, local: str, sources: list[str], mult: int) -> Value:
+        """One copy of an item; a group it opens is expanded ``mult`` times in all (see :attr:`_Scope.mult`)."""
         if not sources:
             return None
         op_name = item.op
         if op_name in self.doc.blocks:
-            return self._instantiate(item, scope, local, sources)
+            return self._instantiate(item, scope, local, sources, mult)
         comp = op_name.replace("_", "-")
         if comp in COMPOSITES:
             if len(sources) != 1:
                 self.error("E-FROM", f"'{comp}' takes one input, got {len(sources)}", item.span, scope)
                 raise _Abort
-            return getattr(self, "_c_" + comp.replace("-", "_"))(item, scope, local, sources[0])
+            return getattr(self, "_c_" + comp.replace("-", "_"))(item, scope, local, sources[0], mult)
         op = get_op(op_name)
         if op is None:  # pragma: no cover - reported by validate_document
             self.error("E-UNKNOWN-OP", f"unknown op or block '{op_name}'", item.span, scope)
@@ -413,7 +635,7 @@ class _Expander:
 
     # ------------------------------------------------------------------ primitives
     def _primitive(self, op: Op, item: Item, scope: _Scope, local: str, sources: list[str]) -> Value:
-        name = scope.child_name(local)
+        name = self._child(scope, local, item.span)
         in_shapes = [self.shapes[s] for s in sources]
         if op.arity is None:
             if len(sources) < 2:
@@ -441,7 +663,7 @@ class _Expander:
             params = op.validate_params(args)
         except ValidationError as exc:
             raw_args = item.args if isinstance(item.args, LocMap) else LocMap(item.args_span)
-            for d in pydantic_diagnostics(exc, raw_args, model=op.params_schema()):
+            for d in pydantic_diagnostics(exc, raw_args, model=op.params_model):
                 hint = d.hint
                 if d.code == "E-MISSING":
                     hint = hint or f"e.g. {op.name}: {{{', '.join(_required(op))}}}"
@@ -470,6 +692,7 @@ class _Expander:
         if len(self.nodes) >= MAX_NODES:
             self.error("E-LIMIT", f"the spec expands to more than {MAX_NODES:,} nodes", span, scope)
             raise ArchspecError(self._finish_diags())
+        self._step(span, scope)
         counts = op.count(params, in_shapes, shape)
         node = Node(name=name, op=op.name, params=params, inputs=tuple(sources), shape=shape, counts=counts,
                     span=span, group=scope.group, label=op.label(params), role=role)
@@ -479,10 +702,21 @@ class _Expander:
             self.groups[scope.group].children.append(name)
         return name
 
+    def _check_name(self, name: str, span: Span | None, scope: _Scope) -> None:
+        """Refuse a node or group name that the torch module tree cannot hold (see :data:`MODULE_ATTRIBUTES`)."""
+        if _module_attribute(name):
+            local = name.rpartition(".")[2]
+            where = f"'{name}': " if name != local else ""
+            self.error("E-NAME", f"{where}'{local}' is an attribute of every torch module and cannot name a node",
+                       span, scope, hint=f"rename it, e.g. '{local.strip('_')}_'" if local.strip("_") else "rename it")
+            raise _Abort
+
     # ------------------------------------------------------------------ groups
     def _open_group(self, name: str, kind: str, block: str | None, span: Span | None, scope: _Scope, inp: Value,
                     args: dict[str, Any] | None = None, env: Mapping[str, Any] | None = None,
-                    notes: tuple[Note, ...] | None = None) -> _Scope:
+                    notes: tuple[Note, ...] | None = None, mult: int | None = None) -> _Scope:
+        """Open the group ``name`` (one expansion step); ``mult`` is how often it is expanded in all."""
+        self._step(span, scope)
         if name in self.groups or name in self.nodes:
             self.error("E-DUP-NAME", f"two nodes are named '{name}'", span, scope,
                        hint="rename one of them with 'name:'")
@@ -495,16 +729,23 @@ class _Expander:
                                   input=inp or "", args=dict(args or {}))
         if scope.group:
             self.groups[scope.group].children.append(name)
+        shared, self._carry = self._carry, None  # only the repeated composite's own scope shares the counters
         return _Scope(group=name, env=scope.env if env is None else env,
-                      notes=scope.notes if notes is None else notes, depth=scope.depth + 1)
+                      notes=scope.notes if notes is None else notes, depth=scope.depth + 1,
+                      mult=scope.mult if mult is None else mult, shared=shared)
 
     def _close_group(self, name: str, value: Value) -> None:
         self.groups[name].output = value or ""
 
-    def _instantiate(self, item: Item, scope: _Scope, local: str, sources: list[str]) -> Value:
+    def _instantiate(self, item: Item, scope: _Scope, local: str, sources: list[str], mult: int) -> Value:
         block_name = item.op
         block = self.doc.blocks[block_name]
-        name = scope.child_name(local)
+        name = self._child(scope, local, item.span)
+        if block_name not in self._checked_defaults:  # defaults are shared, not copied: check them once
+            holder = self._block_source(block_name).get("params")
+            for pname, default in block.params.items():
+                self._check_size(default, span_of(holder, pname), scope, f"block '{block_name}': the default of '{pname}'")
+            self._checked_defaults.add(block_name)
         if len(sources) != 1:
             self.error("E-FROM", f"{name}: block '{block_name}' takes one input, got {len(sources)}", item.span, scope)
             raise _Abort
@@ -518,8 +759,8 @@ class _Expander:
                 value = self._subst_located(args[pname], scope.env, in_shape, scope, args, pname, name)
                 if default is not None and not is_expression(default) and not _same_kind(default, value):
                     self.error("E-PARAM-TYPE", f"{name}: block '{block_name}' parameter '{pname}' expects "
-                               f"{_type_name(default)} (like its default {default!r}), got {_type_name(value)} "
-                               f"({value!r})", span_of(args, pname), scope)
+                               f"{_type_name(default)} (like its default {_short(default)}), got {_type_name(value)} "
+                               f"({_short(value)})", span_of(args, pname), scope)
                     bad = True
                 bound[pname] = value
             elif default is None:
@@ -530,42 +771,52 @@ class _Expander:
                 bound[pname] = default
         if bad:
             raise _Abort
+        self._step(item.span, scope, len(self._top_env))  # the instance's environment is a copy of the top one
         env = {**self._global_env(scope), **bound}
         # Defaults may be expressions over earlier parameters and the input shape.
-        holder = self.doc.block_source(block_name).get("params")
+        holder = self._block_source(block_name).get("params")
         for pname in block.params:
             if pname not in args and is_expression(bound[pname]):
                 env[pname] = self._subst_located(bound[pname], env, in_shape, scope, holder, pname, name)
         note = Note(f"in '{name}', an instance of block '{block_name}'", item.span)
-        inner = self._open_group(name, "block", block_name, item.span, scope, inp, bound, env, (note, *scope.notes))
-        bdata = self.doc.block_source(block_name)  # may live in an imported file
+        inner = self._open_group(name, "block", block_name, item.span, scope, inp, bound, env, (note, *scope.notes),
+                                 mult=mult)
+        bdata = self._block_source(block_name)  # may live in an imported file
         key = "layers" if "layers" in bdata else "graph"
         out = self.run_body(bdata[key], bdata, key, inner, inp, output=block.output, output_span=span_of(bdata, "output"))
         self._close_group(name, out)
         return out
+
+    def _block_source(self, name: str) -> LocMap:
+        """The located YAML of block ``name`` (which may live in an imported file), looked up once."""
+        src = self._block_sources.get(name)
+        if src is None:
+            src = self._block_sources[name] = self.doc.block_source(name)
+        return src
 
     def _global_env(self, scope: _Scope) -> dict[str, Any]:
         """Block bodies see the top-level parameters, then their own."""
         return dict(self._top_env)
 
     # ------------------------------------------------------------------ composites
-    def _c_sequence(self, item: Item, scope: _Scope, local: str, inp: str) -> Value:
-        name = scope.child_name(local)
-        inner = self._open_group(name, "sequence", None, item.span, scope, inp)
+    def _c_sequence(self, item: Item, scope: _Scope, local: str, inp: str, mult: int) -> Value:
+        name = self._child(scope, local, item.span)
+        inner = self._open_group(name, "sequence", None, item.span, scope, inp, mult=mult)
         out = self.run_body(item.args, item.raw, item.op, inner, inp)
         self._close_group(name, out)
         return out
 
-    def _c_inception_branch(self, item: Item, scope: _Scope, local: str, inp: str) -> Value:
-        name = scope.child_name(local)
-        inner = self._open_group(name, "inception-branch", None, item.span, scope, inp)
+    def _c_inception_branch(self, item: Item, scope: _Scope, local: str, inp: str, mult: int) -> Value:
+        name = self._child(scope, local, item.span)
+        inner = self._open_group(name, "inception-branch", None, item.span, scope, inp, mult=mult)
         args = item.args
         branches = list(args.items()) if isinstance(args, LocMap) else [(f"branch{i + 1}", b) for i, b in enumerate(args)]
         outs: list[Value] = []
         for i, (bname, branch) in enumerate(branches):
             key = bname if isinstance(args, LocMap) else i
-            bfull = inner.child_name(str(bname))
             try:
+                bfull = self._child(inner, bname if isinstance(args, LocMap) else str(bname),
+                                    span_of(args, key, key_position=True) if isinstance(args, LocMap) else span_of(args, key))
                 bscope = self._open_group(bfull, "branch", None, span_of(args, key), inner, inp)
                 out = self.run_body(branch, args, key, bscope, inp)
                 self._close_group(bfull, out)
@@ -581,9 +832,9 @@ class _Expander:
         self._close_group(name, out_name)
         return out_name
 
-    def _c_residual_add(self, item: Item, scope: _Scope, local: str, inp: str) -> Value:
-        name = scope.child_name(local)
-        inner = self._open_group(name, "residual-add", None, item.span, scope, inp)
+    def _c_residual_add(self, item: Item, scope: _Scope, local: str, inp: str, mult: int) -> Value:
+        name = self._child(scope, local, item.span)
+        inner = self._open_group(name, "residual-add", None, item.span, scope, inp, mult=mult)
         args = item.args
         body = self.run_body(args["body"], args, "body", inner, inp)
         if body is None:
@@ -638,9 +889,9 @@ class _Expander:
             raise _Abort
         return self._add_node(op, params, scope.child_name("shortcut"), [inp], [x], span, scope, role="shortcut")
 
-    def _c_dense_concat(self, item: Item, scope: _Scope, local: str, inp: str) -> Value:
-        name = scope.child_name(local)
-        inner = self._open_group(name, "dense-concat", None, item.span, scope, inp)
+    def _c_dense_concat(self, item: Item, scope: _Scope, local: str, inp: str, mult: int) -> Value:
+        name = self._child(scope, local, item.span)
+        inner = self._open_group(name, "dense-concat", None, item.span, scope, inp, mult=mult)
         body = self.run_body(item.args, item.raw, item.op, inner, inp)
         if body is None:
             raise _Abort
@@ -654,6 +905,29 @@ class _Expander:
 
 def _required(op: Op) -> list[str]:
     return [f"{k}: ..." for k in op.required_params()]
+
+
+#: Overrides passed from Python are refused when they hold an integer with more digits than this.
+MAX_NUMBER_DIGITS = 100
+
+
+def _has_huge_number(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` (plain data from an override) holds an integer too long to be a layer setting."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value.bit_length() > MAX_NUMBER_DIGITS * 10 // 3
+    if isinstance(value, (list, tuple)) and depth < 64:
+        return any(_has_huge_number(v, depth + 1) for v in value)
+    if isinstance(value, dict) and depth < 64:
+        return any(_has_huge_number(v, depth + 1) for v in value.values())
+    return False
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _type_name(v: Any) -> str:
@@ -672,7 +946,16 @@ def _type_name(v: Any) -> str:
     return type(v).__name__
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _same_kind(default: Any, value: Any) -> bool:
+    # A number and an [h, w] pair of numbers are one kind, as for the op parameters they feed (`k: 3`, `k: [1, 7]`).
+    if isinstance(value, list) and len(value) == 2 and _is_number(default):
+        return all(_same_kind(default, v) for v in value)
+    if isinstance(default, list) and len(default) == 2 and all(map(_is_number, default)) and _is_number(value):
+        return all(_same_kind(d, value) for d in default)
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
     if isinstance(default, (int, float)):
@@ -684,3 +967,119 @@ def _same_kind(default: Any, value: Any) -> bool:
     if isinstance(default, dict):
         return isinstance(value, dict)
     return True
+
+
+def _size(value: Any, limit: int) -> int:
+    """The elements of ``value``: list items and mapping entries, nested ones included (0 for a scalar).
+
+    Stops counting once past ``limit``, so a huge value (or one that shares or contains itself) costs
+    at most about ``limit`` steps to measure.
+    """
+    if not isinstance(value, (list, tuple, dict)):
+        return 0
+    n = 0
+    stack: list[Any] = [value]
+    while stack:
+        v = stack.pop()
+        n += len(v)
+        if n > limit:
+            return n
+        for x in v.values() if isinstance(v, dict) else v:
+            if isinstance(x, (list, tuple, dict)):
+                stack.append(x)
+    return n
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages about values that may be large."""
+    text = repr(value) if _size(value, limit) <= limit else f"<{_type_name(value)} of more than {limit} elements>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _listing(names: Iterable[str], total: int, limit: int = 20) -> str:
+    """``a, b, c`` — the first ``limit`` of ``total`` names, then how many more (a hint must stay readable,
+    and listing a huge body for every unknown reference in it would cost quadratic time)."""
+    shown = ", ".join(itertools.islice(names, limit))
+    return shown if total <= limit else f"{shown}, … ({total - limit:,} more)"
+
+
+def _cycles(deps: list[list[int]], stuck: set[int]) -> list[list[int]]:
+    """One cycle through each cyclic strongly connected component of the ``stuck`` nodes.
+
+    ``deps[i]`` lists the nodes ``i`` reads.  Each cycle is given in data-flow order (each node reads
+    the one before it, the first reads the last), starting at its earliest-written member; only
+    nodes on that cycle are listed.  Iterative (Tarjan), so a long chain cannot exhaust the stack.
+    """
+    users: dict[int, list[int]] = {i: [] for i in stuck}
+    for i in stuck:
+        for j in deps[i]:
+            if j in stuck:
+                users[j].append(i)
+    index: dict[int, int] = {}
+    low: dict[int, int] = {}
+    on_stack: set[int] = set()
+    stack: list[int] = []
+    components: list[list[int]] = []
+    for root in sorted(stuck):
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            v, k = work.pop()
+            if k == 0:
+                index[v] = low[v] = len(index)
+                stack.append(v)
+                on_stack.add(v)
+            succ = users[v]
+            if k < len(succ):
+                work.append((v, k + 1))
+                w = succ[k]
+                if w not in index:
+                    work.append((w, 0))
+                elif w in on_stack:
+                    low[v] = min(low[v], index[w])
+                continue
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                components.append(comp)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[v])
+    cycles = []
+    for comp in components:
+        members = set(comp)
+        start = min(comp)
+        if len(comp) == 1 and start not in deps[start]:
+            continue  # not on a cycle: only downstream of one
+        # Shortest way round from ``start`` back to itself, following data flow inside the component.
+        prev: dict[int, int] = {}
+        frontier = [start]
+        found = start in deps[start]
+        while frontier and not found:
+            nxt = []
+            for v in frontier:
+                for w in sorted(users[v]):
+                    if w not in members or w in prev:
+                        continue
+                    prev[w] = v
+                    if w == start:
+                        found = True
+                        break
+                    nxt.append(w)
+                if found:
+                    break
+            frontier = nxt
+        path = [start]
+        v = prev.get(start, start)
+        while v != start:
+            path.append(v)
+            v = prev[v]
+        cycles.append([path[0], *reversed(path[1:])])
+    cycles.sort(key=lambda c: c[0])
+    return cycles

@@ -11,17 +11,22 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 import warnings
 from typing import Any
 
-from .errors import ArchspecError, Diagnostic
+from .errors import ArchspecError, Diagnostic, Span
+from .fsutil import check_output
 from .ir import Graph
 
-__all__ = ["FORMATS", "export_onnx", "missing_onnx_packages"]
+__all__ = ["FORMATS", "MAX_EXAMPLE_ELEMENTS", "export_onnx", "missing_onnx_packages"]
 
 #: Formats ``archspec export`` writes.
 FORMATS = ("onnx",)
+#: Largest example input (batch × input elements) the exporter traces with: 1 GiB of float32.
+MAX_EXAMPLE_ELEMENTS = 2**28
+
 
 def missing_onnx_packages() -> list[str]:
     """The packages ONNX export needs that are not installed (empty when export is available)."""
@@ -52,9 +57,23 @@ def export_onnx(
     ``model`` exports an already built (e.g. trained) module of this graph instead of a fresh one.
 
     The input is named ``input`` and the output ``output``; the batch dimension is dynamic unless
-    ``dynamic_batch`` is false.  Raises :class:`ArchspecError` when the ``onnx`` extra is missing or
-    the export fails.
+    ``dynamic_batch`` is false.  ``path`` is checked before any work (see :mod:`archspec.fsutil`;
+    ``protect`` lists input files it must not be), and an example input above
+    :data:`MAX_EXAMPLE_ELEMENTS` is refused (``E-LIMIT``).  Raises :class:`ArchspecError` when the
+    ``onnx`` extra is missing, the output cannot be written, or the export fails.
     """
+    check_output(path, protect=protect)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ArchspecError.single("E-TYPE", f"the batch size must be a whole number ≥ 1, got {batch_size!r}")
+    elements = batch_size * math.prod(graph.input_shape)
+    if elements > MAX_EXAMPLE_ELEMENTS:
+        raise ArchspecError.single(
+            "E-LIMIT",
+            f"the example input of batch {batch_size:,} × {'×'.join(map(str, graph.input_shape))} has "
+            f"{elements:,} elements, more than the limit of {MAX_EXAMPLE_ELEMENTS:,}",
+            Span(graph.path, 1, 1),
+            hint="export with a small --batch-size: the batch dimension stays dynamic unless --static-batch is given",
+        )
     missing = missing_onnx_packages()
     if missing:
         raise ArchspecError([

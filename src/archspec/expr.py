@@ -19,6 +19,7 @@ import ast
 import math
 import operator
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -55,13 +56,37 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     return new_v
 
 
+#: The longest text ``int()`` converts inside an expression, in characters.
+MAX_INT_TEXT = 100
+#: The largest ``ndigits`` of ``round(x, ndigits)`` (``round(5, -10**9)`` would compute 10**(10**9)).
+MAX_ROUND_DIGITS = 32
+
+
+def _int(value: Any, *base: Any) -> int:
+    """``int()`` with its input bounded: a long digit string never reaches Python's conversion."""
+    if isinstance(value, str) and len(value.strip()) > MAX_INT_TEXT:
+        raise ExprError(f"int(): the text is longer than {MAX_INT_TEXT} characters")
+    if base and not isinstance(value, str):
+        raise ExprError("int(x, base) needs a string x")
+    return int(value, *base)
+
+
+def _round(value: Any, *ndigits: Any) -> Any:
+    """``round()`` with ``ndigits`` bounded, so no huge power of ten is ever computed."""
+    if ndigits:
+        n = ndigits[0]
+        if not isinstance(n, int) or isinstance(n, bool) or abs(n) > MAX_ROUND_DIGITS:
+            raise ExprError(f"round(x, ndigits): ndigits is a whole number from -{MAX_ROUND_DIGITS} to {MAX_ROUND_DIGITS}")
+    return round(value, *ndigits)
+
+
 #: Functions callable from expressions.
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": min,
     "max": max,
     "abs": abs,
-    "int": int,
-    "round": round,
+    "int": _int,
+    "round": _round,
     "ceil": math.ceil,
     "floor": math.floor,
     "make_divisible": make_divisible,
@@ -129,13 +154,17 @@ def _parse(text: str) -> ast.expr:
         )
     # 'in' is a Python keyword: read 'in.c' as an attribute of a reserved name before parsing.
     body = _IN_RE.sub(_IN_NAME + ".", body)
+    shown = body.replace(_IN_NAME, "in")
     try:
-        tree = ast.parse(body, mode="eval")
+        with warnings.catch_warnings():  # e.g. SyntaxWarning for '\d' in a string: the text is data, not code
+            warnings.simplefilter("ignore")
+            tree = ast.parse(body, mode="eval")
     except SyntaxError as exc:
-        shown = body.replace(_IN_NAME, "in")
         raise ExprError(f"syntax error in expression '{shown}': {exc.msg}") from None
-    except (RecursionError, MemoryError, ValueError):
-        raise ExprError(f"expression '{body}' is too complex") from None
+    except (RecursionError, MemoryError):
+        raise ExprError(f"expression '{shown}' is too complex") from None
+    except ValueError:  # e.g. a NUL character (Python < 3.12)
+        raise ExprError(f"expression '{shown}' contains a character that is not allowed") from None
     return tree.body
 
 
@@ -152,7 +181,7 @@ def evaluate(text: str, env: Mapping[str, Any], input_shape: InputShape | None =
     """
     tree = _parse(text)
     try:
-        return _check(_Eval(env, input_shape).visit(tree))
+        return _check(_Eval(env, input_shape).visit(tree), deep=True)
     except ExprError:
         raise
     except ZeroDivisionError:
@@ -163,15 +192,40 @@ def evaluate(text: str, env: Mapping[str, Any], input_shape: InputShape | None =
         raise ExprError("expression is too deeply nested") from None
     except (TypeError, ValueError, IndexError) as exc:
         raise ExprError(f"cannot evaluate '{text}': {exc}") from None
+    except Exception as exc:  # the contract: evaluating an expression raises ExprError and nothing else
+        raise ExprError(f"cannot evaluate '{text}': {type(exc).__name__}") from None
 
 
-def _check(value: Any) -> Any:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if isinstance(value, float) and not math.isfinite(value):
+def _check(value: Any, *, deep: bool = False) -> Any:
+    """Refuse a complex number, a non-finite float or a magnitude above MAX_MAGNITUDE (in lists too when ``deep``)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        if value > MAX_MAGNITUDE or value < -MAX_MAGNITUDE:
+            raise ExprError("number too large" + (f" ({value:.3g})" if value.bit_length() < 1000 else ""))
+    elif isinstance(value, float):
+        if not math.isfinite(value):
             raise ExprError("expression result is not a finite number")
         if abs(value) > MAX_MAGNITUDE:
             raise ExprError(f"number too large ({value:.3g})")
+    elif isinstance(value, complex):
+        raise ExprError("expression result is a complex number, not a real one")
+    elif deep and isinstance(value, (list, tuple)):
+        for item in value:
+            _check(item, deep=True)
     return value
+
+
+def _check_power(base: Any, exponent: Any) -> None:
+    """Refuse ``base ** exponent`` before computing it when the result would be huge or complex."""
+    if base < 0 and isinstance(exponent, float) and not exponent.is_integer():
+        raise ExprError("a negative number to a fractional power is not a real number")
+    if base in (0, 1, -1) or (exponent <= 0 and abs(base) >= 1):
+        return  # 0, ±1, or a magnitude that does not grow (0 ** -1 is a division by zero)
+    bits = float(exponent) * math.log2(abs(base))  # log2 of the result's magnitude
+    if bits > math.log2(MAX_MAGNITUDE) + 1:
+        about = f" ({float(base) ** float(exponent):.3g})" if bits < 1000 else ""
+        raise ExprError(f"number too large{about}")
 
 
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
@@ -240,9 +294,10 @@ class _Eval:
         left, right = self.visit(node.left), self.visit(node.right)
         for v in (left, right):
             if not isinstance(v, (int, float)):
-                raise ExprError(f"arithmetic needs numbers, got {v!r}")
-        if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > MAX_MAGNITUDE):
-            raise ExprError("number too large")
+                raise ExprError(f"arithmetic needs numbers, got {_short(v)}")
+            _check(v)  # operands are bounded before any work, not only results
+        if isinstance(node.op, ast.Pow):
+            _check_power(left, right)
         return _check(fn(left, right))
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
@@ -307,6 +362,12 @@ class _Eval:
             raise ExprError("keyword arguments are not allowed in expressions")
         args = [self.visit(a) for a in node.args]
         return _check(FUNCTIONS[node.func.id](*args))
+
+
+def _short(value: Any) -> str:
+    """A value for a message, cut short (a list parameter may be long)."""
+    text = repr(value) if not isinstance(value, (list, tuple)) or len(value) <= 8 else f"a list of {len(value)} items"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _describe(node: ast.AST) -> str:

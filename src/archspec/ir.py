@@ -8,13 +8,18 @@ from.  Nothing here imports torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Diagnostic, Span
+from .errors import ArchspecError, Diagnostic, Span
 from .ops import Counts, Shape, get_op
 
-__all__ = ["Graph", "Group", "Node"]
+__all__ = ["DISPLAY", "Graph", "Group", "Node"]
+
+#: How a :class:`Graph` shows itself in a notebook (``svg``, ``html``, ``bundle``): set by
+#: :mod:`archspec.notebook`, which is imported with the package.
+DISPLAY: dict[str, Callable[..., Any]] = {}
 
 
 @dataclass(slots=True)
@@ -22,8 +27,8 @@ class Node:
     """One primitive op instance.
 
     ``inputs`` are names of earlier nodes (``"input"`` is the network input); ``params`` is the op's
-    validated parameters (a frozen :class:`~archspec.compiled.Record` with the fields of the op's
-    model in :mod:`archspec.models`; for a plugin op, an instance of its own Pydantic model);
+    validated parameters, an instance of the op's Pydantic model (``params_model``, e.g.
+    :class:`~archspec.models.ConvParams`);
     ``group`` is the name of the innermost enclosing group (``""`` = top).
     """
 
@@ -95,23 +100,25 @@ class Graph:
     @property
     def total(self) -> Counts:
         """Totals over all nodes."""
-        p = b = m = 0
+        p = b = m = i = 0
         for n in self.nodes.values():
             p += n.counts.params
             b += n.counts.buffers
             m += n.counts.macs
-        return Counts(p, b, m)
+            i += n.counts.int_buffers
+        return Counts(p, b, m, i)
 
     def group_counts(self, group: str) -> Counts:
         """Totals over every node inside ``group`` (at any depth)."""
         prefix = group + "."
-        p = b = m = 0
+        p = b = m = i = 0
         for n in self.nodes.values():
             if n.name.startswith(prefix):
                 p += n.counts.params
                 b += n.counts.buffers
                 m += n.counts.macs
-        return Counts(p, b, m)
+                i += n.counts.int_buffers
+        return Counts(p, b, m, i)
 
     def category(self, node: Node) -> str:
         """The op category of a node (see :attr:`archspec.ops.Op.category`)."""
@@ -128,3 +135,53 @@ class Graph:
             assert node.group == "" or node.group in self.groups, f"node {name!r} has unknown group {node.group!r}"
             seen.add(name)
         assert self.output in seen, f"output {self.output!r} is not a node"
+
+    # Notebook display: archspec.notebook (imported with the package) fills in DISPLAY, since drawing
+    # needs archspec.render, which depends on this module.
+    def _repr_svg_(self) -> str | None:
+        """The diagram as SVG for Jupyter; None (so the HTML form shows) when Graphviz's ``dot`` is missing."""
+        show = DISPLAY.get("svg")
+        return show(self) if show is not None else None
+
+    def _repr_html_(self) -> str | None:
+        """The diagram (or a note on installing Graphviz) above the summary table, for Jupyter."""
+        show = DISPLAY.get("html")
+        return show(self) if show is not None else None
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """SVG, HTML and a one-line text form at once, so that a notebook runs Graphviz once per display."""
+        show = DISPLAY.get("bundle")
+        return show(self, include, exclude) if show is not None else {}
+
+
+#: ``build`` refuses to allocate a model with more parameter and buffer elements than this unless told otherwise.
+DEFAULT_MAX_PARAMS = 2_000_000_000
+
+
+def check_max_params(graph: Graph, max_params: float | None, device: Any = None) -> None:
+    """Refuse (``E-TOO-LARGE``) a model whose parameters and buffers exceed ``max_params`` elements.
+
+    Building allocates both, so both count: a ``bn`` layer holds about as many buffer elements as
+    parameters (with ``affine: false``, only buffers).  Nothing is checked when ``max_params`` is
+    None or ``device`` is ``"meta"`` (which allocates nothing).  Torch is not imported.
+    """
+    if max_params is None or str(device) == "meta":
+        return
+    total = graph.total
+    elements = total.params + total.buffers
+    if elements <= max_params:
+        return
+    biggest = max(graph.nodes.values(), key=lambda n: n.counts.params + n.counts.buffers, default=None)
+    size = biggest.counts.params + biggest.counts.buffers if biggest is not None else 0
+    where = f"; the largest layer is '{biggest.name}' with {size:,}" if biggest is not None and size else ""
+    what = (f"{total.params:,} parameters" if not total.buffers
+            else f"{total.params:,} parameters and {total.buffers:,} buffer elements ({elements:,} in all)")
+    raise ArchspecError([
+        Diagnostic(
+            "E-TOO-LARGE",
+            f"the model has {what}, more than the limit of {max_params:,}{where}",
+            (biggest.span if biggest is not None and size else None) or Span(graph.path, 1, 1),
+            hint="check for a typo in a width; raise the limit with --max-params (max_params=) if intended, "
+            "or inspect it with 'archspec build --json' which allocates nothing",
+        )
+    ])

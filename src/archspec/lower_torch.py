@@ -25,21 +25,30 @@ import hashlib
 import keyword
 import linecache
 import re
+import warnings
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-import torch
-from torch import nn
+with warnings.catch_warnings():
+    # Without numpy (archspec does not need it), importing torch warns "Failed to initialize NumPy"
+    # on every first command; that warning alone is silenced, and only while torch is imported.
+    warnings.filterwarnings("ignore", message=r"Failed to initialize NumPy", category=UserWarning)
+    import torch
+    from torch import nn
 
-from .ir import Graph
+from .errors import ArchspecError, Span
+from .ir import DEFAULT_MAX_PARAMS, Graph, check_max_params
 from .ops import get_op
 
 __all__ = ["ArchspecModule", "Block", "Lowering", "lower"]
 
 # A step of the forward: (node name, kind, input names, spec position).  kind is "module" (call the
-# submodule at the node's dotted path), "add" (sum the inputs) or "concat" (torch.cat on channels).
+# submodule at the node's dotted path), "add" (sum the inputs), "mul" (multiply them, broadcasting)
+# or "concat" (torch.cat on channels).
 Step = tuple[str, str, tuple[str, ...], str]
 Plan = tuple[str, tuple[Step, ...], str]  # (class name, steps, output node)
+#: Ops that lower to an expression in the generated forward instead of a submodule.
+FUNCTIONAL_OPS = ("add", "concat", "mul")
 
 
 class Block(nn.Module):
@@ -110,11 +119,16 @@ def camel(name: str) -> str:
     return out if out and out[0].isalpha() else "Net" + out
 
 
-def lower(graph: Graph, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> ArchspecModule:
+def lower(graph: Graph, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+          max_params: float | None = DEFAULT_MAX_PARAMS) -> ArchspecModule:
     """Build the PyTorch module for a shape-inferred graph.
 
     ``device="meta"`` builds without allocating weight memory; ``dtype`` converts after building.
+    Like :func:`archspec.build`, a graph with more than ``max_params`` parameter and buffer elements
+    is refused (``E-TOO-LARGE``) before anything is allocated, unless ``device="meta"`` or
+    ``max_params=None``.
     """
+    check_max_params(graph, max_params, device)
     return Lowering(graph).build(device=device, dtype=dtype)
 
 
@@ -127,15 +141,18 @@ class Lowering:
     the layers costs.  The graph must not change afterwards.
     """
 
-    __slots__ = ("cls", "steps")
+    __slots__ = ("cls", "elements", "path", "steps")
 
     def __init__(self, graph: Graph) -> None:
         self.cls = _model_class(_plan(graph))
+        total = graph.total
+        self.path = graph.path
+        self.elements = total.params + total.buffers  # what building allocates (for the out-of-memory error)
         # ("container", parent path, name, display name) or ("module", parent path, name, op, params, in, out)
         self.steps: list[tuple[Any, ...]] = []
         made: set[str] = set()
         for node in graph.nodes.values():
-            if node.op in ("add", "concat"):
+            if node.op in FUNCTIONAL_OPS:
                 continue
             op = get_op(node.op)
             if op is None:  # pragma: no cover - the IR only holds registered ops
@@ -152,21 +169,34 @@ class Lowering:
             self.steps.append(("module", ".".join(prefix), leaf, op, node.params, in_shapes, node.shape))
 
     def build(self, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> ArchspecModule:
-        """A new model with freshly initialised weights."""
-        with torch.device(device) if device is not None else contextlib.nullcontext():
-            root = self.cls()
-            where: dict[str, nn.Module] = {"": root}
-            for step in self.steps:
-                parent = where[step[1]]
-                if step[0] == "container":
-                    child = Block(step[3]) if step[3] is not None else nn.Module()
-                    parent.add_module(step[2], child)
-                    where[f"{step[1]}.{step[2]}" if step[1] else step[2]] = child
-                else:
-                    _, _, leaf, op, params, in_shapes, out = step
-                    parent.add_module(leaf, op.lower(params, in_shapes, out))
-        if dtype is not None:
-            root = root.to(dtype)
+        """A new model with freshly initialised weights.
+
+        No size guard here (callers check :func:`archspec.ir.check_max_params` first); running out
+        of memory while allocating is an ``E-TOO-LARGE`` error, not a traceback.
+        """
+        try:
+            with torch.device(device) if device is not None else contextlib.nullcontext():
+                root = self.cls()
+                where: dict[str, nn.Module] = {"": root}
+                for step in self.steps:
+                    parent = where[step[1]]
+                    if step[0] == "container":
+                        child = Block(step[3]) if step[3] is not None else nn.Module()
+                        parent.add_module(step[2], child)
+                        where[f"{step[1]}.{step[2]}" if step[1] else step[2]] = child
+                    else:
+                        _, _, leaf, op, params, in_shapes, out = step
+                        parent.add_module(leaf, op.lower(params, in_shapes, out))
+            if dtype is not None:
+                root = root.to(dtype)
+        except (MemoryError, RuntimeError) as exc:
+            if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
+                raise
+            raise ArchspecError.single(
+                "E-TOO-LARGE", f"out of memory while allocating the model's {self.elements:,} parameter and buffer "
+                f"elements on {device or 'the default device'}", Span(self.path, 1, 1),
+                hint="lower the limit with --max-params (max_params=) to refuse such models up front, inspect the "
+                "model with 'archspec build --json' (device='meta'), or reduce its widths") from None
         return root
 
 
@@ -176,7 +206,7 @@ class Lowering:
 def _plan(graph: Graph) -> Plan:
     """The data the forward is generated from: node names, kinds, inputs and spec positions."""
     steps = tuple(
-        (node.name, node.op if node.op in ("add", "concat") else "module", tuple(node.inputs),
+        (node.name, node.op if node.op in FUNCTIONAL_OPS else "module", tuple(node.inputs),
          str(node.span) if node.span else "")
         for node in graph.nodes.values()
     )
@@ -274,6 +304,8 @@ def _source(plan: Plan, *, keep: bool) -> str:
         args = [var[a] for a in inputs]
         if kind == "add":
             expr = " + ".join(args)
+        elif kind == "mul":
+            expr = " * ".join(args)
         elif kind == "concat":
             expr = f"torch.cat(({', '.join(args)},), 1)"
         else:

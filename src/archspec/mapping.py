@@ -8,7 +8,7 @@ how one becomes the other, as three steps applied to every module path of the an
     Glob patterns (:func:`fnmatch.fnmatchcase`, ``*`` also crosses dots) of groups that the other
     implementation builds as ``nn.Sequential``: the child of a matching group is renamed to its
     position ``0, 1, 2, …`` among the group's children (parameterless children such as ``relu``
-    count, as they do in ``nn.Sequential``; ``add``/``concat`` merges do not).
+    count, as they do in ``nn.Sequential``; ``add``/``mul``/``concat`` merges do not).
 ``flatten``
     Patterns of groups whose leaf modules the other side numbers in one flat ``nn.Sequential``
     (VGG's ``features``): the rest of the path becomes the leaf's position among all leaves below.
@@ -47,7 +47,7 @@ __all__ = ["KeyMapping", "export_state_dict", "find_mapping", "import_state_dict
 T = TypeVar("T")
 
 #: Ops that lower to plain function calls, not modules: they have no key and no position.
-_FUNCTIONAL = {"add", "concat"}
+_FUNCTIONAL = {"add", "concat", "mul"}  # = archspec.lower_torch.FUNCTIONAL_OPS (not imported: that imports torch)
 
 
 class KeyMapping(BaseModel):
@@ -204,7 +204,9 @@ def find_mapping(spec: str | os.PathLike[str], name: str) -> KeyMapping:
 def _prepare(spec: str | os.PathLike[str], mapping: KeyMapping | None, overrides: Mapping[str, Any]
              ) -> tuple[KeyMapping, Graph]:
     from .api import analyze
+    from .shipped import resolve_source
 
+    spec = resolve_source(spec)  # a shipped model's name, as for archspec.build
     graph = analyze(spec, overrides)
     return (mapping or find_mapping(spec, graph.name)), graph
 

@@ -1,46 +1,65 @@
-"""The Pydantic models of the spec language: the single source of truth for what a spec may say.
+"""The Pydantic models of the spec language: the single definition of what a spec may say.
 
-Every spec field and every built-in op parameter is declared (with its type, bounds, default and
-description) here.  They serve three purposes:
+Every spec field and every built-in op parameter is declared here, with its type, bounds, default
+and description.  The pipeline validates with these models directly (``SpecDocument.model_validate``,
+``ConvParams.model_validate``), the JSON Schema (``archspec schema``) is generated from them, and
+plugin authors subclass :class:`OpParams` for their own ops' parameters.  Validated values are
+instances of these models: ``graph.nodes["conv1"].params`` is a :class:`ConvParams`.
 
-* the JSON Schema (``archspec schema``) is generated from them;
-* the validators the pipeline runs are compiled from them: ``scripts/gen_core_schemas.py`` writes
-  their Pydantic core schemas into :mod:`archspec._core_schemas`, which :mod:`archspec.compiled`
-  hands straight to ``pydantic_core``.  Checking a spec therefore costs neither the import of
-  Pydantic's model machinery nor its schema generation (about 60 ms per process), while the errors
-  are Pydantic's own, word for word.  ``tests/test_compiled.py`` fails if the file is stale;
-* plugin authors subclass :class:`OpParams` for their own ops' parameters.
-
-Importing this module imports ``pydantic.BaseModel``; the static pipeline does not import it
-unless a plugin op or the JSON Schema needs it.
+This module depends on Pydantic only; :mod:`archspec.ops` builds on it.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
-
-from .ops import MAX_WIDTH, MAX_WINDOW
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "MAX_WIDTH",
+    "MAX_WINDOW",
     "AdaptivePoolParams",
     "AvgPoolParams",
     "BatchNormParams",
     "BlockDef",
+    "ChannelShuffleParams",
     "ConvParams",
+    "ConvTransposeParams",
     "DropoutParams",
     "GeluParams",
+    "GroupNormParams",
+    "HardtanhParams",
+    "LayerNormParams",
+    "LayerScaleParams",
     "LeakyReluParams",
     "LinearParams",
     "MaxPoolParams",
     "NoParams",
     "OpParams",
+    "PReluParams",
     "PoolParams",
+    "SliceParams",
     "SoftmaxParams",
     "SpecDocument",
-    "compiled_schemas",
+    "StochasticDepthParams",
+    "UpsampleParams",
 ]
+
+#: Upper bound on a channel or feature count: anything larger is a typo, not a layer.
+MAX_WIDTH = 1 << 22
+#: Upper bound on a kernel, stride, padding or dilation.
+MAX_WINDOW = 1 << 12
 
 PosInt = Annotated[StrictInt, Field(gt=0, le=MAX_WIDTH)]
 Window = Annotated[StrictInt, Field(gt=0, le=MAX_WINDOW)]
@@ -58,7 +77,7 @@ PosFloat = Annotated[StrictFloat | StrictInt, Field(gt=0)]
 class OpParams(BaseModel):
     """Base of every op's parameter model: frozen, unknown keys rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # schemas built on first use
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # schema built on first use
 
 
 class NoParams(OpParams):
@@ -147,6 +166,132 @@ class DropoutParams(OpParams):
     p: Prob = Field(0.5, description="Probability of zeroing an element during training.")
 
 
+# New in issue 14: the vocabulary of MobileNetV3, EfficientNet, ShuffleNetV2, ConvNeXt, RegNet, MnasNet, U-Net.
+
+Finite = Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictInt
+Index = Annotated[StrictInt, Field(ge=-MAX_WIDTH, le=MAX_WIDTH)]
+
+
+class HardtanhParams(OpParams):
+    """Parameters of hardtanh (clamping to [min, max])."""
+
+    min: Finite = Field(-1.0, description="Lower bound of the output.")
+    max: Finite = Field(1.0, description="Upper bound of the output; must be greater than 'min'.")
+
+    @field_validator("max")
+    @classmethod
+    def _above_min(cls, v: float, info: ValidationInfo) -> float:
+        low = info.data.get("min")
+        if low is not None and v <= low:
+            raise PydanticCustomError("bounds", "must be greater than min ({low})", {"low": low})
+        return v
+
+
+class PReluParams(OpParams):
+    """Parameters of PReLU (a ReLU whose negative slope is learned)."""
+
+    per_channel: StrictBool = Field(
+        False, description="Learn one slope per channel (or feature) instead of one slope shared by all."
+    )
+    init: Finite = Field(0.25, description="Initial value of the learned slope(s).")
+
+
+class LayerNormParams(OpParams):
+    """Parameters of layer normalisation (over channels at each position of C×H×W, or over F features)."""
+
+    eps: PosFloat = Field(1e-5, description="Added to the variance for numerical stability.")
+    affine: StrictBool = Field(True, description="Learn a per-channel (per-feature) scale and shift.")
+
+
+class GroupNormParams(OpParams):
+    """Parameters of group normalisation (``num_channels`` is inferred)."""
+
+    groups: PosInt = Field(description="Number of groups the channels are split into; the channels must divide by it.")
+    eps: PosFloat = Field(1e-5, description="Added to the variance for numerical stability.")
+    affine: StrictBool = Field(True, description="Learn a per-channel scale and shift.")
+
+
+class ConvTransposeParams(OpParams):
+    """Parameters of a 2-D transposed convolution (``in_channels`` is inferred)."""
+
+    out: PosInt = Field(description="Output channels.")
+    k: Pair = Field(description="Kernel size: an int or [height, width].")
+    stride: Pair = Field(1, description="Stride (the upsampling factor): an int or [height, width].")
+    pad: NonNegPair = Field(
+        0, description="Rows/columns removed from each side of the full output (nn.ConvTranspose2d's padding): "
+        "an int or [height, width]."
+    )
+    output_pad: NonNegPair = Field(
+        0, description="Extra rows/columns added to one side of the output (nn.ConvTranspose2d's output_padding); "
+        "must be smaller than the stride or the dilation."
+    )
+    dilation: Pair = Field(1, description="Kernel dilation: an int or [height, width].")
+    groups: PosInt = Field(1, description="Number of groups; input and output channels must divide by it.")
+    bias: StrictBool = Field(True, description="Whether the layer adds a learned bias.")
+
+
+class UpsampleParams(OpParams):
+    """Parameters of upsampling (exactly one of ``scale`` and ``size``)."""
+
+    scale: Pair | None = Field(
+        None, description="Integer scale factor: an int or [height, width]; the output is input size × scale."
+    )
+    size: Annotated[StrictInt, Field(gt=0, le=MAX_WIDTH)] | tuple[
+        Annotated[StrictInt, Field(gt=0, le=MAX_WIDTH)], Annotated[StrictInt, Field(gt=0, le=MAX_WIDTH)]
+    ] | None = Field(None, description="Output size: an int or [height, width] (instead of 'scale').")
+    mode: Literal["nearest", "bilinear"] = Field("nearest", description="Interpolation: 'nearest' or 'bilinear'.")
+    align_corners: StrictBool | None = Field(
+        None, description="Bilinear only: align the corner pixels of input and output (default false)."
+    )
+
+    @field_validator("size")
+    @classmethod
+    def _not_both(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is not None and info.data.get("scale") is not None:
+            raise PydanticCustomError("exclusive", "give either 'scale' or 'size', not both")
+        return v
+
+    @field_validator("align_corners")
+    @classmethod
+    def _bilinear_only(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is not None and info.data.get("mode", "nearest") != "bilinear":
+            raise PydanticCustomError("bilinear_only", "'align_corners' applies to mode: bilinear only")
+        return v
+
+
+class SliceParams(OpParams):
+    """Parameters of a channel (or feature) slice: channels ``start`` to ``end`` (exclusive), as ``x[:, start:end]``."""
+
+    start: Index = Field(0, description="First channel taken (0-based; negative counts from the end, -1 is the last).")
+    end: Index | None = Field(
+        None, description="Channel after the last one taken (exclusive; negative counts from the end); "
+        "default: through the last channel."
+    )
+
+
+class ChannelShuffleParams(OpParams):
+    """Parameters of channel shuffle (ShuffleNet)."""
+
+    groups: PosInt = Field(description="Number of groups the channels are interleaved from; the channels must divide by it.")
+
+
+class LayerScaleParams(OpParams):
+    """Parameters of layer scale: a learned per-channel (per-feature) factor (ConvNeXt, CaiT)."""
+
+    init: Finite = Field(1e-6, description="Initial value of every scale factor.")
+
+
+class StochasticDepthParams(OpParams):
+    """Parameters of stochastic depth (torchvision.ops.StochasticDepth); the identity in eval mode."""
+
+    p: Annotated[StrictFloat | StrictInt, Field(ge=0, le=1)] = Field(
+        description="Probability of zeroing the input (then the survivors are scaled by 1/(1-p)) during training."
+    )
+    mode: Literal["row", "batch"] = Field(
+        "row", description="'row': drop each sample of the batch independently; 'batch': drop the whole batch at once."
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # The spec document
 
@@ -174,9 +319,13 @@ class BlockDef(_Model):
 
 
 class SpecDocument(_Model):
-    """A whole archspec file."""
+    """A whole archspec file.
 
-    archspec: int = Field(description="Spec format version; must be 1.")
+    After validation (:func:`archspec.spec.validate_document`) ``blocks`` holds every visible block,
+    the file's own and imported ones, and :meth:`block_source` gives each one's located YAML.
+    """
+
+    archspec: StrictInt = Field(description="Spec format version; must be 1.")
     name: Ident | None = Field(
         None, description="Model name; the generated PyTorch class is named after it (required unless a block library)."
     )
@@ -198,63 +347,9 @@ class SpecDocument(_Model):
     graph: dict[Ident, Any] | None = Field(None, description="The network as named nodes with explicit inputs.")
     output: Ident | None = Field(None, description="The node whose value is the network's output (default: the last).")
 
+    #: Located YAML definition of every visible block (set by validation; may point into imported files).
+    _block_sources: dict[str, Any] = PrivateAttr(default_factory=dict)
 
-# --------------------------------------------------------------------------------------------------
-# Compiled core schemas
-
-#: Models whose core schemas are compiled into :mod:`archspec._core_schemas`.
-COMPILED_MODELS: tuple[type[BaseModel], ...] = (
-    SpecDocument, BlockDef, NoParams, ConvParams, LinearParams, MaxPoolParams, AvgPoolParams,
-    AdaptivePoolParams, LeakyReluParams, GeluParams, SoftmaxParams, BatchNormParams, DropoutParams,
-)
-_DROP_KEYS = frozenset({"metadata", "ref", "post_init", "serialization"})
-_FACTORIES: dict[Any, str] = {dict: "@dict", list: "@list"}
-#: Pydantic's bound checks on unions (``Annotated[float | int, Field(ge=0)]``), by function name.
-_BOUNDS = {"greater_than_validator": "gt", "greater_than_or_equal_validator": "ge",
-           "less_than_validator": "lt", "less_than_or_equal_validator": "le"}
-
-
-def _plain(schema: Any) -> Any:
-    """A core schema as plain data: classes and factories become ``"@name"``; docs/refs dropped."""
-    if isinstance(schema, dict):
-        out: dict[str, Any] = {}
-        for key, value in schema.items():
-            if key in _DROP_KEYS:
-                continue
-            if key == "cls":
-                out[key] = "@" + value.__name__
-            elif key == "default_factory":
-                if value not in _FACTORIES:
-                    raise TypeError(f"cannot compile default_factory {value!r}")
-                out[key] = _FACTORIES[value]
-            else:
-                out[key] = _plain(value)
-        return out
-    if isinstance(schema, list):
-        return [_plain(v) for v in schema]
-    if isinstance(schema, tuple):
-        return tuple(_plain(v) for v in schema)
-    if isinstance(schema, str) and schema.startswith("@"):
-        raise TypeError(f"cannot compile the string {schema!r}: '@' marks classes and functions in compiled schemas")
-    if schema is None or isinstance(schema, (str, int, float, bool)):
-        return schema
-    func = getattr(schema, "func", None)  # functools.partial(greater_than_validator, gt=0)
-    keywords = getattr(schema, "keywords", None) or {}
-    if getattr(func, "__name__", None) in _BOUNDS and list(keywords) == [_BOUNDS[func.__name__]]:
-        kind = _BOUNDS[func.__name__]
-        limit = keywords[kind]
-        if isinstance(limit, (int, float)) and not isinstance(limit, bool):
-            return f"@bound:{kind}:{limit!r}"
-    raise TypeError(f"cannot compile {schema!r} in a core schema")
-
-
-def compiled_schemas() -> dict[str, Any]:
-    """The plain-data core schema of every model in :data:`COMPILED_MODELS`, by class name.
-
-    This is what ``scripts/gen_core_schemas.py`` writes to :mod:`archspec._core_schemas`.
-    """
-    out: dict[str, Any] = {}
-    for model in COMPILED_MODELS:
-        model.model_rebuild()
-        out[model.__name__] = _plain(model.__pydantic_core_schema__)
-    return out
+    def block_source(self, name: str) -> Any:
+        """The located YAML definition (a :class:`~archspec.source.LocMap`) of block ``name``."""
+        return self._block_sources[name]

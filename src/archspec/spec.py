@@ -1,13 +1,15 @@
 """Stage 2, *validate*: located YAML data → the validated spec document.
 
 The document and block definitions are checked by the Pydantic models of :mod:`archspec.models`
-(``extra="forbid"``), run through their compiled validators (:mod:`archspec.compiled`), and come
-back as frozen :class:`~archspec.compiled.Record` objects with the models' attribute names.  Layer items
+(``extra="forbid"``) and come back as their frozen instances.  Layer items
 (``- conv: {out: 64, k: 3}``) are parsed into :class:`Item` records that keep their YAML positions;
 their op parameters are validated against each op's own model once block parameters are bound
 (see :mod:`archspec.expand`), because a value such as ``$c`` is only known per instance.
 
 Pydantic error locations are mapped back to ``path:line:col`` through the located data.
+
+This module checks one file; :func:`archspec.imports.load_document` validates a file together with
+the files it imports, using :func:`check_document` and :func:`check_bodies` from here.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic_core import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from .compiled import Record, fields_at, record, validator
 from .errors import ArchspecError, Diagnostic, Span, did_you_mean
 from .expr import is_expression
-from .ops import BUILTIN_OPS, OPS, canonical_op_name, get_op
+from .models import BlockDef, SpecDocument
+from .ops import BUILTIN_OPS, OPS, canonical_op_name
+from .plugins import find_op, unknown_op_help
 from .source import LocMap, LocSeq, span_of
 
 __all__ = [
@@ -31,12 +34,19 @@ __all__ = [
     "BlockDef",
     "Item",
     "SpecDocument",
+    "check_bodies",
+    "check_document",
+    "is_identifier",
     "parse_item",
     "pydantic_diagnostics",
-    "validate_document",
 ]
 
-IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def is_identifier(text: object) -> bool:
+    """Whether ``text`` is an ASCII identifier (the whole string: a trailing newline does not pass)."""
+    return isinstance(text, str) and IDENT_RE.fullmatch(text) is not None
 
 #: Composite (structural) ops, expanded into primitives by :mod:`archspec.expand`.
 COMPOSITES: dict[str, str] = {
@@ -62,56 +72,6 @@ _OP_HINTS = {
     "max_pool": "maxpool", "avgpool2d": "avgpool", "avg_pool": "avgpool", "globalavgpool": "gap",
     "global_avgpool": "gap", "global_avg_pool": "gap", "swish": "silu", "add_": "add", "cat": "concat",
 }
-
-@record("BlockDef")
-class BlockDef(Record):
-    """A validated block definition (fields: see :class:`archspec.models.BlockDef`)."""
-
-    __slots__ = ()
-    description: str | None
-    params: dict[str, Any]
-    layers: list[Any] | None
-    graph: dict[str, Any] | None
-    output: str | None
-
-
-@record("SpecDocument")
-class SpecDocument(Record):
-    """A validated spec file (fields: see :class:`archspec.models.SpecDocument`).
-
-    ``blocks`` holds every visible block, the file's own and imported ones.
-    """
-
-    __slots__ = ("_block_sources",)  # located YAML of every visible block, set by validate_document
-    _block_sources: dict[str, LocMap]
-    archspec: int
-    name: str | None
-    description: str | None
-    imports: list[str]
-    input: list[int] | None
-    params: dict[str, Any]
-    blocks: dict[str, BlockDef]
-    layers: list[Any] | None
-    graph: dict[str, Any] | None
-    output: str | None
-
-    def block_source(self, name: str) -> LocMap:
-        """The located YAML definition of block ``name``, which may live in an imported file."""
-        sources: dict[str, LocMap] = self._block_sources
-        return sources[name]
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_restore_document, (self.fields(), getattr(self, "_block_sources", None)))
-
-
-def _restore_document(values: dict[str, Any], sources: dict[str, LocMap] | None) -> SpecDocument:
-    """Unpickling/copy helper for :class:`SpecDocument` (keeps the block sources)."""
-    doc = SpecDocument.__new__(SpecDocument)
-    object.__setattr__(doc, "__dict__", values)
-    if sources is not None:
-        object.__setattr__(doc, "_block_sources", sources)
-    return doc
-
 
 @dataclass(frozen=True, slots=True)
 class Item:
@@ -150,8 +110,8 @@ def pydantic_diagnostics(
 ) -> list[Diagnostic]:
     """Convert a Pydantic ValidationError on located ``data`` into positioned diagnostics.
 
-    ``model`` is what was validated: a compiled model name (``"SpecDocument"``) or a Pydantic class;
-    it supplies the allowed keys for an unknown-key error.
+    ``model`` is the Pydantic class that was validated; it supplies the allowed keys for an
+    unknown-key error.
     """
     out: list[Diagnostic] = []
     for err, loc in _union_filter(exc.errors(include_url=False)):
@@ -270,11 +230,7 @@ def _walk(data: Any, loc: tuple[Any, ...]) -> Any:
 
 
 def _fields_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
-    """The fields of the model at ``loc`` within ``model`` (a compiled model name or a Pydantic class)."""
-    if isinstance(model, str):
-        return fields_at(model, loc)
-    from pydantic import BaseModel
-
+    """The fields of the model at ``loc`` within the Pydantic class ``model``."""
     current: Any = model
     for part in loc:
         if isinstance(part, int):
@@ -367,7 +323,7 @@ def parse_item(raw: Any, container: Any, index: Any, *, graph_name: str | None =
             raise ArchspecError.single(
                 "E-ITEM", "a graph node is named by its key; remove 'name'", span_of(raw, "name", key_position=True)
             )
-        if not isinstance(name, str) or not IDENT_RE.match(name):
+        if not is_identifier(name):
             raise ArchspecError.single(
                 "E-NAME", f"node name must be an identifier (letters, digits, _), got {name!r}", span_of(raw, "name")
             )
@@ -404,7 +360,8 @@ def _suggest_item_key(key: str) -> str | None:
     return match.split("'")[1] if match else None
 
 
-def _kind(value: Any) -> str:
+def _kind(value: Any, *, echo: bool = True) -> str:
+    """What ``value`` is, for messages; ``echo=False`` never quotes a string's text."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -412,7 +369,7 @@ def _kind(value: Any) -> str:
     if isinstance(value, (int, float)):
         return f"a number ({value})"
     if isinstance(value, str):
-        return f"a string ('{value}')"
+        return f"a string ('{value}')" if echo and len(value) <= 80 else "a string"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
@@ -434,16 +391,13 @@ def body_items(body: Any, container: Any, key: Any) -> Iterator[tuple[Any, Any, 
 # Document validation
 
 
-def validate_document(data: Any, path: str, *, imported_by: tuple[str, ...] = ()) -> SpecDocument:
-    """Validate the top-level structure and every item's shape statically (before any binding).
+def check_document(data: Any, path: str, *, library_ok: bool = False) -> tuple[SpecDocument, list[Diagnostic]]:
+    """Validate one file's top-level structure: the document and block models, the version, the body.
 
-    Checks: the document and block models; each item parses; each op or block name exists (with
-    "did you mean"); literal op arguments have no unknown keys; blocks do not use themselves.
-    All independent problems are reported together.  Files named in ``imports`` are read and
-    validated too (see :mod:`archspec.imports`); the returned document's ``blocks`` hold every
-    visible block, its own and imported ones.  ``imported_by`` is set when this file is itself
-    being imported: the chain of importing files (for cycles); only then may the file be a block
-    library (``blocks`` without ``input``, ``layers`` or ``graph``).
+    Returns the document (its ``blocks`` are the file's own) and the independent problems found, for
+    the caller to report together with what :func:`check_bodies` finds; a document that the model
+    rejects raises at once.  ``library_ok`` allows a block library (``blocks`` without ``input``,
+    ``layers`` or ``graph``): only an imported file may be one.
     """
     if data is None:
         raise ArchspecError.single(
@@ -452,19 +406,19 @@ def validate_document(data: Any, path: str, *, imported_by: tuple[str, ...] = ()
         )
     if not isinstance(data, LocMap):
         raise ArchspecError.single(
-            "E-TOP", f"a spec must be a mapping of keys (archspec, name, input, layers, ...), not {_kind(data)}",
+            "E-TOP", f"a spec must be a mapping of keys (archspec, name, input, layers, ...), not {_kind(data, echo=False)}",
             span_of(data) or Span(path, 1, 1),
         )
     try:
-        doc: SpecDocument = validator("SpecDocument").validate_python(dict(data))
+        doc = SpecDocument.model_validate(dict(data))
     except ValidationError as exc:
-        raise ArchspecError(pydantic_diagnostics(exc, data, model="SpecDocument")) from None
+        raise ArchspecError(pydantic_diagnostics(exc, data, model=SpecDocument)) from None
     errors: list[Diagnostic] = []
     if doc.archspec != 1:
         errors.append(Diagnostic("E-VERSION", f"unsupported spec version {doc.archspec}; this archspec reads version 1",
                                  span_of(data, "archspec")))
     library = "blocks" in data and not any(key in data for key in ("input", "layers", "graph"))
-    if library and not imported_by:
+    if library and not library_ok:
         errors.append(Diagnostic("E-LIBRARY", "this file only defines blocks (it has no 'input' and no 'layers'), "
                                  "so it describes no network", span_of(data),
                                  hint="import it from a spec with 'imports: [file.yaml]', or add 'input' and 'layers'"))
@@ -478,14 +432,26 @@ def validate_document(data: Any, path: str, *, imported_by: tuple[str, ...] = ()
             errors.append(Diagnostic("E-INPUT", f"input must be [C, H, W] or [features], got {len(doc.input)} numbers",
                                      span_of(data, "input")))
         _check_body_choice(data, errors, "the network")
-    from .imports import ImportedBlocks, resolve_imports  # imports.py validates files with this function
+    return doc, errors
 
-    imported, import_errors = resolve_imports(data, path, imported_by) if doc.imports else (ImportedBlocks(), [])
-    if import_errors:  # the blocks of a failed import are unknown: checking uses of them would only cascade
-        raise ArchspecError(sorted(_dedupe(errors + import_errors), key=Diagnostic.sort_key))
+
+def check_bodies(
+    doc: SpecDocument,
+    data: LocMap,
+    imported: dict[str, BlockDef],
+    imported_sources: dict[str, LocMap],
+    errors: list[Diagnostic],
+) -> SpecDocument:
+    """Check block names and every item of every body, given the blocks the file imports.
+
+    Checks: each item parses; each op or block name exists (with "did you mean"); literal op
+    arguments have no unknown keys; blocks do not use themselves.  Raises :class:`ArchspecError` with
+    ``errors`` and everything found here; returns the document whose ``blocks`` hold every visible
+    block, its own and imported ones.
+    """
     for bname in doc.blocks:
-        if bname in imported.definitions:
-            first = span_of(imported.sources[bname])
+        if bname in imported:
+            first = span_of(imported_sources[bname])
             errors.append(Diagnostic("E-IMPORT-CLASH", f"block '{bname}' is also defined in an imported file"
                                      + (f" ({first})" if first else ""),
                                      span_of(data["blocks"], bname, key_position=True),
@@ -497,9 +463,8 @@ def validate_document(data: Any, path: str, *, imported_by: tuple[str, ...] = ()
             errors.append(Diagnostic("E-NAME", f"block name '{bname}' shadows the built-in op of that name",
                                      span_of(data["blocks"], bname, key_position=True), hint="rename the block"))
         _check_body_choice(data["blocks"][bname], errors, f"block '{bname}'")
-    visible = doc.replace(blocks={**imported.definitions, **doc.blocks})
-    object.__setattr__(visible, "_block_sources",
-                       {**imported.sources, **{b: data["blocks"][b] for b in doc.blocks}})
+    visible = doc.model_copy(update={"blocks": {**imported, **doc.blocks}})
+    visible._block_sources = {**imported_sources, **{b: data["blocks"][b] for b in doc.blocks}}
     block_refs: dict[str, list[tuple[str, Span]]] = {b: [] for b in doc.blocks}
     scopes: list[tuple[str | None, Any]] = [(None, data)] + [(b, data["blocks"][b]) for b in doc.blocks]
     for owner, holder in scopes:
@@ -568,17 +533,18 @@ def _check_item(item: Item, doc: SpecDocument, errors: list[Diagnostic], refs: l
     if cop in COMPOSITES:
         _check_composite(cop, item, doc, errors, refs)
         return
-    spec_op = get_op(op)
+    spec_op = find_op(op)
     if spec_op is None:
         names = list(doc.blocks) + sorted(OPS) + list(COMPOSITES)
         names += [n.replace("-", "_") for n in OPS]
         alias = _OP_HINTS.get(op.lower())
         hint = f"did you mean '{alias}'?" if alias else did_you_mean(op, names)
+        where, notes = unknown_op_help()
         errors.append(Diagnostic("E-UNKNOWN-OP", f"unknown op or block '{op}'", item.span,
-                                 (hint + " " if hint else "") + "(see 'Ops' in the README for the list)"))
+                                 (hint + " " if hint else "") + where, notes=notes))
         return
-    if spec_op.arity is None:
-        return  # merges take a list of node names; checked during expansion
+    if spec_op.arity != 1 and (isinstance(item.args, LocSeq) or item.args is None or not spec_op.param_names()):
+        return  # ops on several inputs may take them as a list of node names; checked during expansion
     if item.args is None or is_expression(item.args):
         return
     if not isinstance(item.args, LocMap):
@@ -618,6 +584,15 @@ def _check_composite(
                                      item.args_span))
             return
         for key, branch in branches:
+            if isinstance(args, LocMap) and (not isinstance(key, str) or not IDENT_RE.fullmatch(key)
+                                             or key in RESERVED_NAMES or key == "concat"):
+                # The key names the branch's group (`inception_branch1.<key>.conv1`): an identifier, like any name.
+                why = ("is reserved" if key in RESERVED_NAMES else "names the merge of the branches"
+                       if key == "concat" else "is not an identifier (letters, digits, _, not starting with a digit)")
+                errors.append(Diagnostic("E-NAME", f"inception branch name {key!r} {why}",
+                                         span_of(args, key, key_position=True),
+                                         hint="name branches like 'b3x3', or give a list of branches (named branch1, ...)"))
+                continue
             if not isinstance(branch, LocSeq) or not branch:
                 errors.append(Diagnostic("E-ARGS", "each inception branch is a non-empty list of layers",
                                          span_of(args, key)))

@@ -92,6 +92,9 @@ def one_line(graph: Graph) -> str:
 
 #: Bytes per element of the dtypes ``archspec summary --dtype`` knows.
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+#: Integer buffers (BatchNorm's ``num_batches_tracked``) stay int64 whatever the model's dtype.
+INT_BUFFER_DTYPE = "int64"
+INT_BUFFER_BYTES = 8
 
 
 def _depth(name: str) -> int:
@@ -137,19 +140,26 @@ def summary_rows(graph: Graph, depth: int | None = 3) -> list[dict[str, Any]]:
 def summary_json(graph: Graph, *, depth: int | None = 3, batch_size: int = 1, dtype: str = "float32") -> dict[str, Any]:
     """The ``archspec summary --json`` object: rows plus totals and memory estimates in bytes.
 
-    Memory: weights (parameters), buffers (e.g. BatchNorm running statistics), the input batch, and
-    the forward activations of a batch (every node's output, as kept for the backward pass).
+    Memory: weights (parameters), buffers (BatchNorm's running statistics in ``dtype``, its
+    ``num_batches_tracked`` counters as int64), the input batch, and the forward activations of a batch
+    (every node's output, as kept for the backward pass).  ``state_dict`` is parameters + buffers: the
+    bytes of ``model.to(dtype).state_dict()``, also split by dtype in ``state_dict_by_dtype``.
     """
     size = DTYPE_BYTES[dtype]
     total = graph.total
+    float_buffers = total.buffers - total.int_buffers
     activations = sum(math.prod(n.shape) for n in graph.nodes.values()) * batch_size * size
     mem = {
         "input": math.prod(graph.input_shape) * batch_size * size,
         "params": total.params * size,
-        "buffers": total.buffers * size,
+        "buffers": float_buffers * size + total.int_buffers * INT_BUFFER_BYTES,
         "activations": activations,
     }
     mem["total"] = sum(mem.values())
+    mem["state_dict"] = mem["params"] + mem["buffers"]
+    by_dtype = {dtype: (total.params + float_buffers) * size}
+    if total.int_buffers:
+        by_dtype[INT_BUFFER_DTYPE] = total.int_buffers * INT_BUFFER_BYTES
     return {
         "name": graph.name,
         "input_shape": list(graph.input_shape),
@@ -163,15 +173,21 @@ def summary_json(graph: Graph, *, depth: int | None = 3, batch_size: int = 1, dt
             "trainable_params": total.params,
             "non_trainable_params": 0,
             "buffers": total.buffers,
+            "int64_buffers": total.int_buffers,
             "macs": total.macs,
             "macs_batch": total.macs * batch_size,
             "memory_bytes": mem,
+            "state_dict_by_dtype": by_dtype,
         },
     }
 
 
-def _mb(n: int) -> str:
-    return f"{n / 2**20:,.2f} MB"
+def _mib(n: int) -> str:
+    """Bytes in binary units, labelled as such: ``102441032`` → ``97.70 MiB`` (1 MiB = 2**20 bytes)."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 2**shift:
+            return f"{n / 2**shift:,.2f} {unit}"
+    return f"{n} bytes"
 
 
 def _summary_cells(data: dict[str, Any], indent: str) -> list[tuple[str, ...]]:
@@ -187,16 +203,21 @@ def _summary_footer(data: dict[str, Any]) -> list[str]:
     t = data["totals"]
     m = t["memory_bytes"]
     b, dt = data["batch_size"], data["dtype"]
+    ints = t["int64_buffers"]
+    buffers = f"Buffers: {t['buffers']:,} elements"
+    if ints:
+        buffers += f" ({t['buffers'] - ints:,} {dt} BatchNorm statistics, {ints:,} int64 num_batches_tracked)"
+    by_dtype = ", ".join(f"{k} {v:,}" for k, v in data["totals"]["state_dict_by_dtype"].items())
     return [
         f"Total params: {t['params']:,} ({_human(t['params'])})",
         f"Trainable params: {t['trainable_params']:,}",
         f"Non-trainable params: {t['non_trainable_params']:,}",
-        f"Buffers (e.g. BatchNorm statistics): {t['buffers']:,} elements",
+        buffers,
         f"MACs: {t['macs']:,} ({_human(t['macs'])}) per sample, {_human(t['macs_batch'])} per batch of {b}",
-        f"Weights size ({dt}): {_mb(m['params'] + m['buffers'])}",
-        f"Input size (batch {b}): {_mb(m['input'])}",
-        f"Forward activations (batch {b}): {_mb(m['activations'])}",
-        f"Estimated total: {_mb(m['total'])}",
+        f"Weights (state_dict, {dt}): {_mib(m['state_dict'])} = {m['state_dict']:,} bytes ({by_dtype})",
+        f"Input (batch {b}, {dt}): {_mib(m['input'])}",
+        f"Forward activations (batch {b}, {dt}): {_mib(m['activations'])}",
+        f"Estimated total: {_mib(m['total'])} (binary units: 1 KiB = 1,024 bytes, 1 MiB = 2^20 bytes = 1.048576 MB)",
     ]
 
 

@@ -1,0 +1,143 @@
+"""Small ``torch.nn`` modules that some built-in ops lower to, where ``torch.nn`` has no exact equivalent.
+
+Each mirrors the torchvision code it replaces, so a torchvision ``state_dict`` loads into it and it
+computes the same function:
+
+* :class:`LayerNorm2d` — torchvision's ``LayerNorm2d`` (``models/convnext.py``): ``nn.LayerNorm``
+  over the channels of an NCHW tensor, with ``nn.LayerNorm``'s ``weight``/``bias``.
+* :class:`ChannelLinear` — ``nn.Linear`` over the channels of an NCHW tensor (ConvNeXt's
+  ``Permute → Linear → Permute``), with ``nn.Linear``'s ``weight``/``bias``.
+* :class:`ChannelShuffle` — ``channel_shuffle`` of torchvision's ``models/shufflenetv2.py``.
+* :class:`ChannelSlice` — ``x[:, start:end]`` (a view; ShuffleNetV2's ``x.chunk(2, dim=1)``).
+* :class:`LayerScale` — a learned per-channel factor, the ``layer_scale`` parameter of torchvision's
+  ``CNBlock`` (shape ``(C, 1, 1)`` on images, ``(F,)`` on flat features).
+* :class:`StochasticDepth` — ``torchvision.ops.StochasticDepth``.
+
+Every constructor argument is kept as an attribute of the same name (as ``torch.nn`` modules do), so
+a module can be re-created from its attributes.  This module imports torch only, never archspec.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+__all__ = ["ChannelLinear", "ChannelShuffle", "ChannelSlice", "LayerNorm2d", "LayerScale", "StochasticDepth",
+           "channel_shuffle", "stochastic_depth"]
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """Layer norm over the channels at every position of an NCHW tensor (torchvision's ``LayerNorm2d``)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalise ``x`` (N, C, H, W) over C."""
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class ChannelLinear(nn.Linear):
+    """``nn.Linear`` applied to the channels at every position of an NCHW tensor (a 1×1 conv with Linear's weights)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, in_features, H, W) → (N, out_features, H, W)."""
+        return F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
+
+
+def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    """torchvision's ``channel_shuffle``: interleave the channels of ``groups`` equal groups."""
+    batchsize, num_channels, height, width = x.size()
+    channels_per_group = num_channels // groups
+    x = x.reshape(batchsize, groups, channels_per_group, height, width)
+    x = torch.transpose(x, 1, 2).contiguous()
+    return x.view(batchsize, num_channels, height, width)
+
+
+class ChannelShuffle(nn.Module):
+    """Channel shuffle (ShuffleNet), computed as torchvision's ``channel_shuffle``."""
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Shuffle the channels of ``x`` (N, C, H, W)."""
+        return channel_shuffle(x, self.groups)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"
+
+
+class ChannelSlice(nn.Module):
+    """The channels ``start`` to ``end`` (exclusive) of a tensor: ``x[:, start:end]`` (a view, like ``chunk``)."""
+
+    def __init__(self, start: int, end: int) -> None:
+        super().__init__()
+        self.start = start
+        self.end = end
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x[:, start:end]``."""
+        return x[:, self.start:self.end]
+
+    def extra_repr(self) -> str:
+        return f"start={self.start}, end={self.end}"
+
+
+class LayerScale(nn.Module):
+    """A learned factor per channel: ``x * layer_scale`` with ``layer_scale`` of shape ``(C, 1, 1)`` or ``(F,)``.
+
+    ``shape`` is the parameter's shape, ``init`` the value every factor starts at.  The parameter is
+    named as in torchvision's ``CNBlock`` (``layer_scale``).
+    """
+
+    def __init__(self, shape: tuple[int, ...], init: float) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+        self.init = init
+        self.layer_scale = nn.Parameter(torch.full(self.shape, float(init)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Scale ``x`` channel-wise."""
+        return self.layer_scale * x
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}, init={self.init}"
+
+
+def stochastic_depth(input: Tensor, p: float, mode: str, training: bool = True) -> Tensor:
+    """``torchvision.ops.stochastic_depth``: zero whole samples (``row``) or the whole batch (``batch``)
+    with probability ``p`` during training, scaling the survivors by ``1 / (1 - p)``; the identity otherwise."""
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"drop probability has to be between 0 and 1, but got {p}")
+    if mode not in ["batch", "row"]:
+        raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode}")
+    if not training or p == 0.0:
+        return input
+    survival_rate = 1.0 - p
+    if mode == "row":
+        size = [input.shape[0]] + [1] * (input.ndim - 1)
+    else:
+        size = [1] * input.ndim
+    noise = torch.empty(size, dtype=input.dtype, device=input.device)
+    noise = noise.bernoulli_(survival_rate)
+    if survival_rate > 0.0:
+        noise.div_(survival_rate)
+    return input * noise
+
+
+class StochasticDepth(nn.Module):
+    """``torchvision.ops.StochasticDepth``: randomly drops whole residual branches while training."""
+
+    def __init__(self, p: float, mode: str) -> None:
+        super().__init__()
+        self.p = p
+        self.mode = mode
+
+    def forward(self, input: Tensor) -> Tensor:
+        """``stochastic_depth(input, p, mode, self.training)``."""
+        return stochastic_depth(input, self.p, self.mode, self.training)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(p={self.p}, mode={self.mode})"
