@@ -67,7 +67,7 @@ def _imports(text: str) -> set[str]:
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.Import):
             out.update(a.name.split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
+        elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
             out.add((node.module or "").split(".")[0])
     return out
 
@@ -144,8 +144,151 @@ def test_non_torch_module_is_a_clear_error() -> None:
         assert exc.value.diagnostics[0].code == "E-EMIT"
         assert "test_twice1" in exc.value.diagnostics[0].message
         assert exc.value.diagnostics[0].span.line == 4
+        assert "emit hook" in (exc.value.diagnostics[0].hint or "")
     finally:
         del OPS["test-twice"]
+
+
+def test_an_op_that_cannot_be_written_is_reported_at_its_first_node() -> None:
+    """One E-EMIT per op, at the node that comes first, with a note counting the others."""
+    spec = """\
+archspec: 1
+name: t
+input: [4]
+blocks:
+  blk:
+    layers: [test-twice, relu, test-twice]
+layers:
+  - linear: {out: 3}
+  - test-twice
+  - blk
+  - blk
+"""
+    register_op(_Twice)
+    try:
+        with pytest.raises(ArchspecError) as exc:
+            emit_python(archspec.analyze(spec))
+    finally:
+        del OPS["test-twice"]
+    (diag,) = exc.value.diagnostics
+    assert diag.code == "E-EMIT" and "'test_twice1'" in diag.message and diag.span.line == 9
+    assert [n.message for n in diag.notes] == ["4 more nodes of op 'test-twice' cannot be written either"]
+
+
+# ------------------------------------------------------------------ archspec's own layers and plugin emit hooks
+
+LAYERS_SPEC = """\
+archspec: 1
+name: modern
+input: [8, 6, 6]
+blocks:
+  channel_slice:                   # named like the copied class ChannelSlice: the block's class must differ
+    params: {init: 1.0e-6}
+    layers: [layer-scale: {init: $init}, stochastic-depth: {p: 0.25, mode: batch}]
+graph:
+  ln: {layernorm: {}, from: input}
+  cl: {channel-linear: {out: 12}}
+  sh: {channel-shuffle: {groups: 3}}
+  a: {slice: {end: 6}, from: sh}
+  b: {slice: {start: -6}, from: sh}
+  ls: {layer-scale: {init: 0.5}, from: b}
+  sd: {stochastic-depth: {p: 0.2}}
+  cat: {concat: [a, sd]}
+  blk: {channel_slice: {init: 0.1}}
+  nol: {layernorm: {affine: false}}
+  flat: {flatten: {}}
+  ls2: {layer-scale: {}}
+  cl2: {linear: {out: 5, bias: false}}
+  ln2: {layernorm: {eps: 1.0e-3}}
+output: ln2
+"""
+
+
+def test_archspec_layers_are_ejected_with_their_definitions(tmp_path: Path) -> None:
+    """layernorm (C×H×W), channel-linear, channel-shuffle, slice, layer-scale and stochastic-depth eject
+    with archspec.layers' classes copied in: same state_dict keys, same outputs as archspec.build."""
+    text = _check_equivalent(LAYERS_SPEC, tmp_path, "modern")
+    for call in ("LayerNorm2d((8,))", "ChannelLinear(8, 12)", "ChannelShuffle(3)", "ChannelSlice(0, 6)",
+                 "ChannelSlice(6, 12)", "LayerScale((6, 1, 1), 0.5)", "StochasticDepth(0.2, 'row')",
+                 "LayerScale((432,), 1e-06)", "LayerNorm2d((12,), elementwise_affine=False, bias=False)"):
+        assert call in text, call
+    classes = [n.name for n in ast.parse(text).body if isinstance(n, (ast.ClassDef, ast.FunctionDef))]
+    for name in ("LayerNorm2d", "ChannelLinear", "channel_shuffle", "ChannelShuffle", "ChannelSlice", "LayerScale",
+                 "stochastic_depth", "StochasticDepth"):
+        assert classes.count(name) == 1, name
+    assert classes.index("channel_shuffle") < classes.index("ChannelShuffle")
+    assert "ChannelSlice2" in classes and "self.blk = ChannelSlice2()" in text  # the block's class
+    assert "archspec" not in text.split('"""', 2)[2]  # nothing refers back to archspec
+
+
+class Scaled(torch.nn.Module):
+    """Multiplies by a constant factor and adds a learned per-feature bias."""
+
+    def __init__(self, features: int, factor: float, label: str = "") -> None:
+        super().__init__()
+        self.factor = factor
+        self.label = label
+        self.shift = torch.nn.Parameter(torch.arange(features, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor + self.shift
+
+
+class _ScaledOp(Op):
+    name = "test-scaled"
+    summary = "x * 3 + shift"
+
+    def count(self, p: Any, inputs: list[Any], out: Any) -> Any:
+        from archspec.ops import Counts
+
+        return Counts(params=inputs[0][0])
+
+    def lower(self, p: Any, inputs: list[Any], out: Any) -> torch.nn.Module:
+        return Scaled(inputs[0][0], 3.0, 'it\'s "quoted"\n')
+
+    def emit(self, p: Any, inputs: list[Any], out: Any) -> Any:
+        from archspec.ops import Emit
+
+        return Emit(self.call, args=(inputs[0][0], 3.0), kwargs={"label": 'it\'s "quoted"\n'}, definitions=self.defs)
+
+    call = "Scaled"
+    defs: tuple[Any, ...] = (Scaled,)
+
+
+def test_plugin_emit_hook_writes_its_definitions_and_literal_arguments(tmp_path: Path) -> None:
+    register_op(_ScaledOp)
+    try:
+        spec = "archspec: 1\nname: s\ninput: [4]\nlayers: [linear: {out: 3}, test-scaled, test-scaled]\n"
+        text = _check_equivalent(spec, tmp_path, "scaled")
+        assert text.count("class Scaled(torch.nn.Module):") == 1
+        assert "Scaled(3, 3.0, label='it\\'s \"quoted\"\\n')" in text
+    finally:
+        del OPS["test-scaled"]
+
+
+@pytest.mark.parametrize(("call", "defs", "args", "message"), [
+    ("Unknown", (Scaled,), (3, 3.0), "emits a call of 'Unknown'"),
+    ("__import__('os').system", (Scaled,), (3, 3.0), "emits a call of"),
+    ("Scaled", (Scaled,), (3, torch.float32), "not plain data"),
+    ("Scaled", ("class Scaled: pass",), (3, 3.0), "must be a class or a function"),
+    ("Scaled", (Scaled, _Twice), (3, 3.0), "not one class or function definition"),
+])
+def test_emit_hook_results_are_checked(call: str, defs: tuple[Any, ...], args: tuple[Any, ...], message: str) -> None:
+    class Bad(_ScaledOp):
+        def emit(self, p: Any, inputs: list[Any], out: Any) -> Any:
+            from archspec.ops import Emit
+
+            return Emit(call, args=args, definitions=defs)
+
+    register_op(Bad)
+    try:
+        graph = archspec.analyze("archspec: 1\nname: s\ninput: [4]\nlayers: [linear: {out: 3}, test-scaled]\n")
+        with pytest.raises(ArchspecError) as exc:
+            emit_python(graph)
+    finally:
+        del OPS["test-scaled"]
+    assert exc.value.diagnostics[0].code == "E-EMIT" and message in exc.value.diagnostics[0].message
+    assert "test_scaled1" in exc.value.diagnostics[0].message
 
 
 def test_module_source_round_trips() -> None:

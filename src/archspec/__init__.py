@@ -13,7 +13,7 @@ infers every shape statically, compiles it to a ``torch.nn.Module`` and renders 
 from __future__ import annotations
 
 from . import notebook as _notebook  # noqa: F401  (gives Graph its notebook display)
-from .api import DEFAULT_MAX_PARAMS, analyze
+from .api import DEFAULT_MAX_PARAMS, analyze, load_plugin
 from .errors import ArchspecError, Diagnostic, Span
 from .ir import Graph, Group, Node
 from .models import OpParams
@@ -35,6 +35,7 @@ __all__ = [
     "analyze",
     "build",
     "list_models",
+    "load_plugin",
     "model_info",
     "register_op",
 ]

@@ -17,15 +17,17 @@ from typing import TYPE_CHECKING, Any
 from .errors import ArchspecError
 from .expand import expand
 from .imports import load_document
+from .init import resolve as resolve_init
 from .ir import DEFAULT_MAX_PARAMS, Graph, check_max_params
-from .ops import Shape
+from .ops import Shape, get_op, is_builtin
+from .plugins import load_plugin, plugin_failures
 from .shipped import resolve_source
 from .source import LocMap, file_digest, load_yaml_text, read_file, record_reads
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["DEFAULT_MAX_PARAMS", "analyze", "build", "check_max_params", "clear_cache", "read_spec"]
+__all__ = ["DEFAULT_MAX_PARAMS", "analyze", "build", "check_max_params", "clear_cache", "load_plugin", "read_spec"]
 
 
 SpecSource = str | os.PathLike[str] | Graph
@@ -151,7 +153,13 @@ def analyze(
     with _gc_paused():
         data, path = read_spec(source)
         doc = load_document(data, path, import_roots=import_roots)
-        return expand(doc, data, path, overrides, input_shape)
+        graph = expand(doc, data, path, overrides, input_shape)
+        resolve_init(graph, doc, data)  # every tensor's initialisation, from the init sections (graph.init)
+    if plugin_failures():  # installed plugins that failed to load: warn where a spec relies on plugins
+        ops = {n.op for n in graph.nodes.values()}
+        if any((op := get_op(name)) is not None and not is_builtin(op) for name in ops):
+            graph.warnings.extend(plugin_failures())
+    return graph
 
 
 def build(
@@ -162,6 +170,7 @@ def build(
     dtype: torch.dtype | None = None,
     max_params: int | None = DEFAULT_MAX_PARAMS,
     import_roots: Iterable[str | os.PathLike[str]] = (),
+    seed: int | None = None,
     **overrides: Any,
 ) -> torch.nn.Module:
     """Compile a spec to a ``torch.nn.Module`` (see :class:`archspec.lower_torch.ArchspecModule`).
@@ -172,7 +181,9 @@ def build(
     and buffer elements together is refused before any weight is allocated (``None`` disables the
     guard; ``device="meta"`` never allocates and skips it).  See :func:`check_max_params`.
     ``archspec.build`` (:func:`archspec.zoo.build`) is this function plus ``weights=``, a checkpoint
-    to load.
+    to load.  The weights start as the spec's ``init`` says (PyTorch's default where it says nothing);
+    ``seed`` draws them from a generator seeded with it, so equal seeds give equal ``state_dict``s
+    (the global random state is left as it was); ``None`` draws from the global generator.
     """
     entry = _analyze_cached(resolve_source(source), overrides, input_shape, tuple(map(os.fspath, import_roots)))
     graph = entry[0]
@@ -182,7 +193,7 @@ def build(
     if entry[1] is None:
         entry[1] = Lowering(graph)
     lowering: Lowering = entry[1]
-    return lowering.build(device=device, dtype=dtype)
+    return lowering.build(device=device, dtype=dtype, seed=seed)
 
 
 def spec_path(source: SpecSource) -> str:

@@ -123,6 +123,7 @@ def _analyze_inputs(args: argparse.Namespace, spec: str, outputs: Sequence[str |
 
 def _cmd_build(args: argparse.Namespace) -> int:
     _check_count(args.max_params, "--max-params", 0)
+    _check_count(args.seed, "--seed", 0, 2**64 - 1)
     graph, inputs = _analyze_inputs(args, args.spec, [args.emit_python])
     if args.weights is not None:  # --emit-python never overwrites the checkpoint either
         inputs = (*inputs, args.weights)
@@ -135,14 +136,19 @@ def _cmd_build(args: argparse.Namespace) -> int:
         from .api import build
 
         build(graph, max_params=args.max_params)  # raises the E-TOO-LARGE diagnostic
-    loaded = None
+    loaded = seed_line = None
     if not over:
         from .lower_torch import lower
 
         # Compiling checks the lowering.  An over-limit model (only reachable with --json) is summarised
         # statically instead: no torch import, nothing allocated, so a 100 GB spec costs what validate does.
         # --json checks the lowering on the meta device (it allocates nothing), unless weights are to be loaded.
-        model = lower(graph, device="meta" if args.json and args.weights is None else None, max_params=args.max_params)
+        meta = args.json and args.weights is None and args.seed is None
+        model = lower(graph, device="meta" if meta else None, max_params=args.max_params, seed=args.seed)
+        if args.seed is not None:  # the initial weights' fingerprint: equal seeds give equal digests
+            from .init import state_digest
+
+            seed_line = f"initial weights (seed {args.seed}): state_dict sha256 {state_digest(model)}"
         if args.weights is not None:
             from .zoo import load_weights
 
@@ -153,6 +159,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
         emit_python_to(graph, args.emit_python, protect=inputs)
     print(report)
+    if seed_line is not None:
+        print(seed_line, file=sys.stderr)
     if loaded is not None:
         through = f" through {loaded.mapping}" if loaded.mapping else ""
         print(f"loaded {loaded.tensors:,} tensors from {args.weights}{through}", file=sys.stderr)
@@ -255,7 +263,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
 def _cmd_schema(args: argparse.Namespace) -> int:
     from .schema import schema_text
 
-    sys.stdout.write(schema_text(include_plugins=args.plugins))
+    sys.stdout.write(schema_text(include_plugins=args.plugins or bool(args.plugin)))
     return EXIT_OK
 
 
@@ -291,6 +299,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_plugin_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugin", metavar="FILE|MODULE", action="append", default=[],
+                   help="load custom ops from a .py file, a package folder or an importable module before reading "
+                        "the spec (repeatable; see docs/plugins.md)")
+
+
+def _load_plugins(args: argparse.Namespace) -> None:
+    """Load the ``--plugin`` modules the user named (a spec itself never names code to run)."""
+    if getattr(args, "plugin", None):
+        from .plugins import load_plugin
+
+        for target in args.plugin:
+            load_plugin(target)
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     from . import __version__
@@ -315,6 +338,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", metavar="FILE",
                    help="load a checkpoint (a state dict saved with torch.save, e.g. torchvision's) strictly, "
                         "through the spec's key mapping")
+    p.add_argument("--seed", type=int, metavar="N",
+                   help="draw the initial weights (the spec's init) from a generator seeded with N, as "
+                        "archspec.build(seed=N), and print a SHA-256 of the resulting state_dict")
+    _add_plugin_option(p)
     p.set_defaults(func=_cmd_build)
 
     p = sub.add_parser("validate", help="static checks only (no torch import); one line per file")
@@ -323,6 +350,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", metavar="NAME=VALUE", action="append", default=[], help="override a top-level parameter")
     p.add_argument("--import-root", metavar="DIR", action="append", default=[],
                    help="also allow the spec's imports to read from DIR (repeatable; default: the spec's folder tree only)")
+    _add_plugin_option(p)
     p.set_defaults(func=_cmd_validate)
 
     from .render import DEFAULT_DEPTH, DIRECTIONS, FORMATS, THEMES
@@ -350,10 +378,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", metavar="C,H,W", help="override the spec's input shape")
     p.add_argument("--gallery", metavar="DIR",
                    help="write DIR/<name>.dot, DIR/<name>.svg and DIR/index.md for every SPEC (directories: **/*.yaml)")
+    _add_plugin_option(p)
     p.set_defaults(func=_cmd_render)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the spec language (for editors)")
     p.add_argument("--plugins", action="store_true", help="also describe ops from installed plugins")
+    _add_plugin_option(p)
     p.set_defaults(func=_cmd_schema)
 
     p = sub.add_parser("summary", help="hierarchical table of shapes, parameters, MACs and memory (no torch import)")
@@ -370,6 +400,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--import-root", metavar="DIR", action="append", default=[],
                    help="also allow the spec's imports to read from DIR (repeatable; default: the spec's folder tree only)")
     p.add_argument("--input", metavar="C,H,W", help="override the spec's input shape")
+    _add_plugin_option(p)
     p.set_defaults(func=_cmd_summary)
 
     p = sub.add_parser("export", help="export the compiled model (ONNX; needs the 'onnx' extra)")
@@ -383,6 +414,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--import-root", metavar="DIR", action="append", default=[],
                    help="also allow the spec's imports to read from DIR (repeatable; default: the spec's folder tree only)")
     p.add_argument("--input", metavar="C,H,W", help="override the spec's input shape")
+    _add_plugin_option(p)
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("list", help="the shipped models: name, family, input, parameters, GMACs (no torch import)")
@@ -398,6 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     try:
+        _load_plugins(args)
         return int(args.func(args))
     except _UsageError as exc:
         parser.print_usage(sys.stderr)

@@ -8,8 +8,14 @@ exactly the ``state_dict`` keys of :func:`archspec.build` and loads its weights.
 ``forward`` carries a comment with the spec line it came from and the output shape.
 
 The constructor calls are read back from the modules the op lowerings build (so plugin ops whose
-lowering returns a ``torch.nn`` module are supported too); a lowering that returns a module from
-outside ``torch.nn`` cannot be written as torch-only code and is reported as an error.
+lowering returns a ``torch.nn`` module are supported too).  Modules from :mod:`archspec.layers`
+(``LayerNorm2d``, ``ChannelLinear``, ``ChannelShuffle``, ``ChannelSlice``, ``LayerScale``,
+``StochasticDepth``) are written as calls of their classes, whose source (and the helper functions
+they use) is copied into the file, so it still imports only torch.  A plugin op says how to write its
+module with an emit hook (:meth:`archspec.ops.Op.emit` returning :class:`archspec.ops.Emit`): the
+class and function definitions it needs are copied in the same way and the constructor arguments
+written as literals.  Any other module cannot be written as torch-only code: ``E-EMIT``, naming the
+first node that uses the op.
 
 No spec text is ever written as code.  Names reach the source only as checked identifiers (ASCII,
 ``re.fullmatch``, not a keyword; any other segment of a node's path is written as a ``repr()`` string
@@ -20,22 +26,27 @@ quotes, backslashes and every non-printable character, and comments only as prin
 
 from __future__ import annotations
 
+import ast
 import inspect
 import keyword
 import math
 import re
+import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ArchspecError, Diagnostic, Span
+from .errors import ArchspecError, Diagnostic, Note, Span
+from .init import source_lines
 from .ir import Graph, Group, Node
-from .ops import fmt_shape
+from .ops import Emit, Op, Shape, fmt_shape, is_builtin
 
-__all__ = ["emit_python", "emit_python_to", "module_source"]
+__all__ = ["emit_python", "emit_python_to", "module_code", "module_source", "node_code"]
 
 _SKIP_ARGS = {"self", "device", "dtype"}
+#: Ops written as expressions in ``forward`` rather than as modules.
+_FUNCTIONAL = ("add", "mul", "concat")
 
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -95,16 +106,20 @@ def _set_attr(base: str, path: str, value: str) -> str:
     return f"{owner}.{leaf} = {value}" if _is_identifier(leaf) else f"{owner}.add_module({leaf!r}, {value})"
 
 
-def _literal(value: Any, where: str = "", span: Span | None = None) -> str:
-    """Python literal for a constructor argument; anything but plain data is refused (``E-EMIT``)."""
-    if isinstance(value, tuple) and value and all(type(v) is int and v == value[0] for v in value):
+def _literal(value: Any, where: str = "", span: Span | None = None, *, collapse: bool = True) -> str:
+    """Python literal for a constructor argument; anything but plain data is refused (``E-EMIT``).
+
+    With ``collapse`` (``torch.nn`` arguments), a tuple of equal ints is written as one int
+    (``kernel_size=(3, 3)`` → ``3``), as ``torch.nn`` constructors accept.
+    """
+    if collapse and isinstance(value, tuple) and value and all(type(v) is int and v == value[0] for v in value):
         value = value[0]  # kernel_size=(3, 3) → 3
     if value is None or isinstance(value, (bool, int, str)):
         return repr(value)
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else f"float({repr(value)!r})"
     if isinstance(value, (tuple, list)):
-        items = [_literal(v, where, span) for v in value]
+        items = [_literal(v, where, span, collapse=collapse) for v in value]
         if isinstance(value, list):
             return f"[{', '.join(items)}]"
         return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
@@ -122,21 +137,65 @@ def _same(a: Any, b: Any) -> bool:
     return isinstance(a, bool) is isinstance(b, bool) and bool(a == b)
 
 
-def module_source(module: Any, where: str, span: Span | None) -> str:
-    """Python source constructing an equivalent ``torch.nn`` module, e.g. ``nn.Conv2d(1, 6, 5, padding=2)``."""
-    cls = type(module)
-    import torch.nn
+def _emit_error(message: str, span: Span | None, hint: str | None = None) -> ArchspecError:
+    return ArchspecError([Diagnostic("E-EMIT", message, span, hint)])
 
-    if getattr(torch.nn, cls.__name__, None) is not cls:
-        raise ArchspecError([
-            Diagnostic(
-                "E-EMIT",
-                f"cannot write '{where}' as torch-only code: its lowering is {cls.__module__}.{cls.__qualname__}, "
-                "not a torch.nn module",
-                span,
-                hint="emit-python supports ops that lower to torch.nn modules",
-            )
-        ])
+
+#: Names the ejected file defines itself: copied definitions may not take them.
+_RESERVED = frozenset({"torch", "nn", "F", "Tensor", "annotations"})
+
+
+def _definition(obj: Any, where: str, span: Span | None) -> tuple[str, str]:
+    """``(name, source)`` of a module-level class or function, copied into the ejected file.
+
+    The source is the object's own (``inspect.getsource``, dedented): one ``class`` or ``def``
+    statement whose name is the object's ``__name__``.
+    """
+    name = getattr(obj, "__name__", None)
+    if not (inspect.isclass(obj) or inspect.isfunction(obj)) or not isinstance(name, str) or not _is_identifier(name):
+        raise _emit_error(f"cannot write '{where}': an emit definition must be a class or a function, got {obj!r}", span)
+    if name in _RESERVED:
+        raise _emit_error(f"cannot write '{where}': a definition may not be named '{name}' (the ejected file "
+                          "imports torch, nn, F and Tensor under those names)", span)
+    try:
+        source = textwrap.dedent(inspect.getsource(obj))
+    except (OSError, TypeError) as exc:
+        raise _emit_error(f"cannot write '{where}': the source of {name} is not available ({exc})", span,
+                          "emit definitions must be defined in a .py file") from None
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # pragma: no cover - inspect returned a fragment
+        raise _emit_error(f"cannot write '{where}': the source of {name} does not parse on its own", span) from None
+    if (len(tree.body) != 1 or not isinstance(tree.body[0], (ast.ClassDef, ast.FunctionDef))
+            or tree.body[0].name != name):
+        raise _emit_error(f"cannot write '{where}': the source of {name} is not one class or function definition "
+                          f"named {name}", span, "define emit definitions at the top level of a module")
+    return name, source.rstrip() + "\n"
+
+
+def _layer_definitions(cls: type) -> list[tuple[str, str]]:
+    """The source of an :mod:`archspec.layers` class and of the archspec.layers helpers it uses, helpers first."""
+    from . import layers
+
+    order: list[tuple[str, str]] = []
+    seen: set[str] = set()
+
+    def visit(obj: Any) -> None:
+        name, source = _definition(obj, "", None)
+        if name in seen:
+            return
+        seen.add(name)
+        for other in layers.__all__:
+            if other != name and re.search(rf"\b{re.escape(other)}\b", source):
+                visit(getattr(layers, other))
+        order.append((name, source))
+
+    visit(cls)
+    return order
+
+
+def _call_args(cls: type, module: Any, where: str, span: Span | None, collapse: bool) -> list[str]:
+    """The constructor arguments of ``module``, read back from its attributes (named like the parameters)."""
     args: list[str] = []
     keyword_only = False
     for name, param in inspect.signature(cls.__init__).parameters.items():
@@ -149,19 +208,91 @@ def module_source(module: Any, where: str, span: Span | None) -> str:
         elif param.default is not param.empty:
             continue
         else:
-            raise ArchspecError([
-                Diagnostic("E-EMIT", f"cannot write '{where}': {cls.__name__} does not keep its argument '{name}'", span)
-            ])
+            raise _emit_error(f"cannot write '{where}': {cls.__name__} does not keep its argument '{name}'", span)
         if param.default is param.empty and not keyword_only:
-            args.append(_literal(value, where, span))
+            args.append(_literal(value, where, span, collapse=collapse))
             continue
         keyword_only = True
         if param.default is not param.empty and _same(value, param.default):
             continue
         if not _is_identifier(name):  # pragma: no cover - torch's own parameter names
-            raise ArchspecError([Diagnostic("E-EMIT", f"cannot write '{where}': argument name {name!r}", span)])
-        args.append(f"{name}={_literal(value, where, span)}")
-    return f"nn.{cls.__name__}({', '.join(args)})"
+            raise _emit_error(f"cannot write '{where}': argument name {name!r}", span)
+        args.append(f"{name}={_literal(value, where, span, collapse=collapse)}")
+    return args
+
+
+def module_code(module: Any, where: str, span: Span | None) -> tuple[str, list[tuple[str, str]]]:
+    """Python source constructing a module equal to ``module``, and the definitions it needs.
+
+    A ``torch.nn`` module gives ``nn.Conv2d(1, 6, 5, padding=2)`` and no definitions; a module of
+    :mod:`archspec.layers` gives ``LayerScale((64, 1, 1), 1e-06)`` and the ``(name, source)`` of
+    its class and helpers.  Anything else is an ``E-EMIT`` error.
+    """
+    cls = type(module)
+    import torch.nn
+
+    if getattr(torch.nn, cls.__name__, None) is cls:
+        return f"nn.{cls.__name__}({', '.join(_call_args(cls, module, where, span, True))})", []
+    from . import layers
+
+    if cls.__module__ == layers.__name__ and getattr(layers, cls.__name__, None) is cls:
+        return f"{cls.__name__}({', '.join(_call_args(cls, module, where, span, False))})", _layer_definitions(cls)
+    raise _emit_error(
+        f"cannot write '{where}' as torch-only code: its lowering is {cls.__module__}.{cls.__qualname__}, "
+        "not a torch.nn module", span,
+        "emit-python writes torch.nn modules itself; a plugin op lowering to its own module needs an emit hook "
+        "(Op.emit returning archspec.ops.Emit; see docs/plugins.md)")
+
+
+def module_source(module: Any, where: str, span: Span | None) -> str:
+    """Python source constructing an equivalent module, e.g. ``nn.Conv2d(1, 6, 5, padding=2)`` (see :func:`module_code`)."""
+    return module_code(module, where, span)[0]
+
+
+def _emit_hook_code(op: Op, em: Emit, where: str, span: Span | None) -> tuple[str, list[tuple[str, str]]]:
+    """The constructor call and definitions an :class:`~archspec.ops.Emit` describes, checked."""
+    defs = [_definition(obj, where, span) for obj in em.definitions]
+    defined = {name for name, _ in defs}
+    parts = em.call.split(".") if isinstance(em.call, str) else []
+    if not parts or not all(_is_identifier(part) for part in parts) or parts[0] not in {"nn", "torch", "F"} | defined:
+        raise _emit_error(
+            f"cannot write '{where}': op '{op.name}' emits a call of {em.call!r}, which is neither torch/nn/F.<name> "
+            "nor a class among its definitions", span,
+            "Emit.call names a torch.nn class ('nn.PixelShuffle') or a class passed in Emit.definitions")
+    if not isinstance(em.args, (tuple, list)) or not isinstance(em.kwargs, dict):
+        raise _emit_error(f"cannot write '{where}': Emit.args must be a tuple and Emit.kwargs a dict", span)
+    args = [_literal(a, where, span, collapse=False) for a in em.args]
+    for key, value in em.kwargs.items():
+        if not isinstance(key, str) or not _is_identifier(key):
+            raise _emit_error(f"cannot write '{where}': keyword argument name {key!r}", span)
+        args.append(f"{key}={_literal(value, where, span, collapse=False)}")
+    return f"{em.call}({', '.join(args)})", defs
+
+
+def node_code(op: Op, params: Any, in_shapes: list[Shape], out: Shape, module: Any, where: str,
+              span: Span | None) -> tuple[str, list[tuple[str, str]]]:
+    """``(constructor expression, [(name, source), ...] definitions)`` for one node's module.
+
+    Uses the op's emit hook (:meth:`~archspec.ops.Op.emit`) when it returns an
+    :class:`~archspec.ops.Emit`, else reads the call back from ``module`` (:func:`module_code`).  An
+    exception from a plugin's hook, or a result that is not an ``Emit``, is ``E-PLUGIN``.
+    """
+    try:
+        em = op.emit(params, in_shapes, out)
+        if em is not None and not isinstance(em, Emit):
+            from .plugins import PluginError
+
+            raise PluginError(f"returned {type(em).__name__}, not archspec.ops.Emit or None")
+    except Exception as exc:
+        if is_builtin(op):
+            raise
+        from .plugins import hook_failure
+
+        message, hint = hook_failure(op, "emit", exc)
+        raise ArchspecError([Diagnostic("E-PLUGIN", f"{where}: {message}", span, hint)]) from None
+    if em is None:
+        return module_code(module, where, span)
+    return _emit_hook_code(op, em, where, span)
 
 
 @dataclass
@@ -198,6 +329,46 @@ class _Emitter:
         self.groups_by_output: dict[str, list[Group]] = {}
         for g in graph.groups.values():
             self.groups_by_output.setdefault(g.output, []).append(g)
+        self.code: dict[str, str] = {}  # node name → constructor expression
+        self.definitions: dict[str, str] = {}  # name → source copied into the file, in order of first use
+        self._constructors()
+
+    def _constructors(self) -> None:
+        """Every node's constructor call, in graph order; the problems, one per op at its first node."""
+        from .ops import get_op
+
+        problems: dict[str, list[Diagnostic]] = {}
+        for node in self.graph.nodes.values():
+            if node.op in _FUNCTIONAL:
+                continue
+            op = get_op(node.op)
+            module = self.model
+            for part in node.name.split("."):
+                module = module._modules[part]
+            try:
+                if op is None:  # pragma: no cover - the IR only holds registered ops
+                    raise _emit_error(f"cannot write '{node.name}': no op '{node.op}'", node.span)
+                expr, defs = node_code(op, node.params, [self.graph.shape_of(i) for i in node.inputs], node.shape,
+                                       module, node.name, node.span)
+                for name, source in defs:
+                    if self.definitions.setdefault(name, source) != source:
+                        raise _emit_error(f"cannot write '{node.name}': two different definitions are named '{name}'",
+                                          node.span, "rename one of the classes or functions the ops emit")
+            except ArchspecError as exc:
+                problems.setdefault(node.op, []).extend(exc.diagnostics[:1])
+                continue
+            self.code[node.name] = expr
+        if problems:
+            diags = []
+            for op_name, found in problems.items():
+                first = found[0]
+                if len(found) > 1:
+                    more = Note(f"{len(found) - 1} more node{'s' if len(found) > 2 else ''} of op '{op_name}' "
+                                "cannot be written either")
+                    first = Diagnostic(first.code, first.message, first.span, first.hint, first.severity,
+                                       (*first.notes, more))
+                diags.append(first)
+            raise ArchspecError(diags)
 
     # --- structure ----------------------------------------------------------------------------
 
@@ -346,11 +517,11 @@ class _Emitter:
             else:
                 rel = self._rel(scope, node.name)
                 containers(rel)
-                module = self.model
+                init.append(_set_attr("self", rel, self.code[node.name]))
+                module = self.model  # the spec's initialisation, right after the layer is made (as archspec.build does)
                 for part in node.name.split("."):
                     module = module._modules[part]
-                src = module_source(module, node.name, node.span)
-                init.append(_set_attr("self", rel, src))
+                init.extend(source_lines(self.graph, node, _attr("self", rel), module, _literal, _comment))
                 fwd.append(f"{var} = {_attr('self', rel)}({', '.join(args)}){comment}")
         fwd.append(f"return {names[scope.output]}")
         return init, fwd
@@ -404,6 +575,8 @@ def emit_python(graph: Graph) -> str:
         taken.add(name)
         return name
 
+    if em.definitions:  # copied classes and the imports they use keep their names
+        taken.update(em.definitions, ("F", "Tensor"))
     names = {i: class_name(_camel(variants[i]["block"])) for i in order}
     model_name = _camel(graph.name)
     model_name = class_name(model_name + "Net" if model_name in taken else model_name)
@@ -438,7 +611,12 @@ def emit_python(graph: Graph) -> str:
         + f"Input {fmt_shape(graph.input_shape)} (plus the batch dimension), output {fmt_shape(graph.output_shape)}.\n"
         "The comments name the spec line of each layer and its output shape (without the batch dimension).\n"
     )
-    parts = [_doc_literal(module_doc) + "\n\nimport torch\nfrom torch import nn\n"]
+    if em.definitions:
+        parts = [_doc_literal(module_doc) + "\n\nfrom __future__ import annotations\n\nimport torch\n"
+                 "from torch import Tensor, nn\nfrom torch.nn import functional as F\n"]
+        parts += list(em.definitions.values())
+    else:
+        parts = [_doc_literal(module_doc) + "\n\nimport torch\nfrom torch import nn\n"]
     for i in emitted:
         v = variants[i]
         used = ", ".join(f"{g.name} ({em._where(g.span)})"
@@ -449,6 +627,10 @@ def emit_python(graph: Graph) -> str:
     doc = graph.description or f"The {graph.name} network."
     parts.append(resolve(_class_text(model_name, doc, top_init, top_fwd, top_arg)))
     text = "\n\n".join(parts)
+    try:
+        compile(text, f"{model_name}.py", "exec")
+    except SyntaxError as exc:  # pragma: no cover - every part is checked above
+        raise _emit_error(f"the ejected source does not compile: {exc}", Span(graph.path, 1, 1)) from None
     return text
 
 

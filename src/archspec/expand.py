@@ -28,7 +28,8 @@ from .errors import ArchspecError, Diagnostic, Note, Span, did_you_mean
 from .expr import ExprError, InputShape, evaluate, is_expression, references
 from .ir import Graph, Group, Node
 from .models import MAX_WIDTH
-from .ops import Conv, Linear, Op, Shape, ShapeError, fmt_shape, get_op
+from .ops import Conv, Linear, Op, Shape, ShapeError, check_kinds, fmt_shape, get_op, is_builtin
+from .plugins import checked_counts, checked_label, checked_shape, hook_failure
 from .source import LocMap, LocSeq, span_of
 from .spec import COMPOSITES, Item, SpecDocument, body_items, parse_item, pydantic_diagnostics
 
@@ -143,6 +144,7 @@ class _Expander:
         self._top_env: dict[str, Any] = {}
         self.steps = 0  # expansion steps taken so far (see MAX_STEPS)
         self._checked_defaults: set[str] = set()  # blocks whose parameter defaults were size-checked
+        self._uses: dict[str, dict[str, list[tuple[str, str, Span | None]] | None]] = {}  # see _param_uses
         self._plans: dict[int, tuple[Any, _Plan]] = {}  # id(body) → (body, its plan), shared by all instances
         self._block_sources: dict[str, LocMap] = {}
         self._suggestions_left = _SUGGESTIONS  # "did you mean" hints still to compute (see _suggest)
@@ -331,24 +333,27 @@ class _Expander:
 
     # ------------------------------------------------------------------ bodies
     def run_body(self, body: Any, holder: Any, key: Any, scope: _Scope, inp: Value, *, output: str | None = None,
-                 output_span: Span | None = None) -> Value:
+                 output_span: Span | None = None, inputs: Mapping[str, str] | None = None) -> Value:
         """Expand a ``layers`` list or ``graph`` mapping; return the value of its output item.
 
         In a ``layers`` list an item may only read earlier items (``from``); a ``graph`` mapping may
         name its nodes in any order.  Each item counts one expansion step, even when it turns out to be
         a pass-through.  The body's structure (parsed items, references, order) is worked out once per
-        body and reused by every instance of it.
+        body and reused by every instance of it.  ``inputs`` are the named inputs of a block's body
+        (name → value, the first being ``inp``): the items read them like nodes.
         """
         self._step(span_of(holder, key), scope, len(body) if isinstance(body, (LocSeq, LocMap)) else 1)
         cached = self._plans.get(id(body))
         if cached is not None and cached[0] is body:
             plan = cached[1]
         else:
-            plan = self._plan_body(body, holder, key, scope)
+            plan = self._plan_body(body, holder, key, scope, tuple(inputs or ()))
             if plan is None:
                 return None
             self._plans[id(body)] = (body, plan)
         parsed, declared, deps, all_refs, order = plan
+        if inputs:
+            self._warn_unused_inputs(inputs, holder, parsed, deps, all_refs, scope)
         if not parsed:
             return inp
         if output is not None and output not in declared:
@@ -366,7 +371,8 @@ class _Expander:
                 if refs is None:
                     sources = [values[deps[i][0]]]
                 else:
-                    sources = [known_input if r == "input" else values[declared[r]] for r, _ in refs]
+                    sources = [known_input if r == "input" else inputs[r] if inputs and r in inputs
+                               else values[declared[r]] for r, _ in refs]
             else:
                 sources = [known_input]
             if any(s is None for s in sources):
@@ -380,8 +386,12 @@ class _Expander:
         self._warn_unused(parsed, deps, out_index, scope)
         return values.get(out_index)
 
-    def _plan_body(self, body: Any, holder: Any, key: Any, scope: _Scope) -> _Plan | None:
-        """Parse a body's items and order them by their references; None (reported) when that fails."""
+    def _plan_body(self, body: Any, holder: Any, key: Any, scope: _Scope, input_names: tuple[str, ...] = ()) -> _Plan | None:
+        """Parse a body's items and order them by their references; None (reported) when that fails.
+
+        ``input_names`` are the named inputs of a block's body: references to them, like ``input``,
+        read no item of the body.
+        """
         layers_form = not isinstance(body, LocMap)
         parsed: list[Item] = []
         for raw, cont, idx, gname in body_items(body, holder, key):
@@ -414,13 +424,15 @@ class _Expander:
                     d.append(i - 1)
             else:
                 for ref, ref_span in refs:
-                    if ref == "input":
+                    if ref == "input" or ref in input_names:
                         continue
                     if ref not in declared:
-                        hint = self._suggest(ref, [*declared, "input"]) if self._suggestions_left > 0 else None
+                        hint = self._suggest(ref, [*declared, "input", *input_names]) if self._suggestions_left > 0 \
+                            else None
                         self.error("E-UNKNOWN-NODE", f"unknown node '{ref}'", ref_span, scope,
                                    (hint + " " if hint else "") + "nodes here: "
-                                   + _listing(itertools.chain(("input",), declared), len(declared) + 1))
+                                   + _listing(itertools.chain(("input", *input_names), declared),
+                                              len(declared) + 1 + len(input_names)))
                         ok = False
                     elif layers_form and declared[ref] >= i:
                         later = "its own output" if declared[ref] == i else (
@@ -445,12 +457,16 @@ class _Expander:
         spans_from = item.raw if isinstance(item.raw, LocMap) else None
         if item.sources is not None:
             src = spans_from["from"] if spans_from is not None else None
+            if item.source_names is not None and isinstance(src, LocMap):  # a block's named inputs, in its order
+                block = self.doc.blocks.get(item.op)
+                names = [n for n in (block.inputs or []) if n in src] if block is not None else list(src)
+                return [(str(src[n]), span_of(src, n) or item.span) for n in names]
             return [(s, span_of(src, j) if isinstance(src, LocSeq) else span_of(spans_from, "from") or item.span)
                     for j, s in enumerate(item.sources)]
         if item.op in self.doc.blocks or item.op.replace("_", "-") in COMPOSITES:
             return None  # blocks and composites take their input from the previous item
         op = get_op(item.op)
-        if op is not None and op.arity is None and isinstance(item.args, LocSeq):
+        if op is not None and op.arity != 1 and isinstance(item.args, LocSeq):
             return [(str(s), span_of(item.args, j) or item.span) for j, s in enumerate(item.args)]
         return None
 
@@ -482,6 +498,20 @@ class _Expander:
                            scope, hint="every node must be computable from 'input' and earlier nodes")
             return None
         return order
+
+    def _warn_unused_inputs(self, inputs: Mapping[str, str], holder: Any, items: list[Item], deps: list[list[int]],
+                            all_refs: list[list[tuple[str, Span]] | None], scope: _Scope) -> None:
+        """Warn about a named input of a block that its body never reads (the first is also read as 'input')."""
+        read = {r for refs in all_refs if refs for r, _ in refs}
+        first = next(iter(inputs))
+        if "input" in read or any(not d and r is None for d, r in zip(deps, all_refs, strict=True)):
+            read.add(first)
+        seq = holder.get("inputs") if isinstance(holder, LocMap) else None
+        for j, name in enumerate(inputs):
+            if name not in read:
+                self.error("W-UNUSED", f"input '{name}' is never read", span_of(seq, j) if seq is not None else None,
+                           scope, hint="read it with 'from' (or in a merge), or remove it from 'inputs'",
+                           severity="warning")
 
     def _warn_unused(self, items: list[Item], deps: list[list[int]], out_index: int, scope: _Scope) -> None:
         used = {j for d in deps for j in d}
@@ -637,17 +667,24 @@ class _Expander:
     def _primitive(self, op: Op, item: Item, scope: _Scope, local: str, sources: list[str]) -> Value:
         name = self._child(scope, local, item.span)
         in_shapes = [self.shapes[s] for s in sources]
-        if op.arity is None:
-            if len(sources) < 2:
-                self.error("E-FROM", f"{name}: '{op.name}' merges two or more inputs, got {len(sources)}", item.span,
-                           scope, hint=f"write '{op.name}: [a, b]' with node names")
-                raise _Abort
-            args: Any = {}
+        if op.arity is None and len(sources) < 2:
+            self.error("E-FROM", f"{name}: '{op.name}' merges two or more inputs, got {len(sources)}", item.span,
+                       scope, hint=f"write '{op.name}: [a, b]' with node names")
+            raise _Abort
+        if op.arity == 1 and len(sources) != 1:
+            self.error("E-FROM", f"{name}: '{op.name}' takes one input, got {len(sources)}", item.span, scope,
+                       hint="merge inputs first with 'add' or 'concat'")
+            raise _Abort
+        if op.arity is not None and op.arity > 1 and len(sources) != op.arity:  # a plugin op on exactly N inputs
+            names = ", ".join(f"x{i + 1}" for i in range(op.arity))
+            self.error("E-FROM", f"{name}: '{op.name}' takes exactly {op.arity} inputs, got {len(sources)}", item.span,
+                       scope, hint=f"give it {op.arity} node names: 'from: [{names}]' (or '{op.name}: [{names}]' "
+                       "when it needs no parameters)")
+            raise _Abort
+        args: Any
+        if op.arity != 1 and (isinstance(item.args, LocSeq) or item.args is None or not op.param_names()):
+            args = {}  # the inputs were given as a list of node names (or the op takes no parameters)
         else:
-            if len(sources) != 1:
-                self.error("E-FROM", f"{name}: '{op.name}' takes one input, got {len(sources)}", item.span, scope,
-                           hint="merge inputs first with 'add' or 'concat'")
-                raise _Abort
             args = item.args
             if args is None:
                 args = {}
@@ -670,15 +707,23 @@ class _Expander:
                 self.error(d.code, f"{name}: {op.name}: {d.message}", d.span, scope, hint,
                            key=f"{op.name}:{d.message}")
             raise _Abort from None
+        except Exception as exc:  # a plugin's parameter model raised: E-PLUGIN (archspec's own models never do)
+            self._plugin_failed(op, "params_model", exc, name, item.span, scope)
         return self._add_node(op, params, name, sources, in_shapes, item.span, scope)
 
     def _add_node(self, op: Op, params: Any, name: str, sources: list[str], in_shapes: list[Shape],
                   span: Span | None, scope: _Scope, role: str = "") -> str:
+        plugin = not is_builtin(op)
         try:
+            check_kinds(op, in_shapes)  # an input of a kind the op does not take (conv on tokens): E-SHAPE
             shape = op.infer(params, in_shapes)
+            if plugin:
+                shape = checked_shape(shape)
         except ShapeError as exc:
             self.error("E-SHAPE", f"{name}: {exc.message}", span, scope, exc.hint, key=exc.message)
             raise _Abort from None
+        except Exception as exc:  # a plugin's shape rule raised: E-PLUGIN, never a traceback (built-in ops re-raise)
+            self._plugin_failed(op, "infer", exc, name, span, scope)
         if any(d <= 0 for d in shape):
             self.error("E-SHAPE", f"{name}: output shape {fmt_shape(shape)} has an empty dimension "
                        f"(input {fmt_shape(in_shapes[0])})", span, scope,
@@ -693,14 +738,31 @@ class _Expander:
             self.error("E-LIMIT", f"the spec expands to more than {MAX_NODES:,} nodes", span, scope)
             raise ArchspecError(self._finish_diags())
         self._step(span, scope)
-        counts = op.count(params, in_shapes, shape)
+        if plugin:
+            hook = "count"
+            try:
+                counts = checked_counts(op.count(params, in_shapes, shape))
+                hook = "label"
+                label = checked_label(op.label(params))
+            except Exception as exc:
+                self._plugin_failed(op, hook, exc, name, span, scope)
+        else:
+            counts, label = op.count(params, in_shapes, shape), op.label(params)
         node = Node(name=name, op=op.name, params=params, inputs=tuple(sources), shape=shape, counts=counts,
-                    span=span, group=scope.group, label=op.label(params), role=role)
+                    span=span, group=scope.group, label=label, role=role)
         self.nodes[name] = node
         self.shapes[name] = shape
         if scope.group:
             self.groups[scope.group].children.append(name)
         return name
+
+    def _plugin_failed(self, op: Op, hook: str, exc: Exception, name: str, span: Span | None, scope: _Scope) -> None:
+        """Report an exception from a plugin op's ``hook`` as ``E-PLUGIN`` and abort the item; re-raise for built-in ops."""
+        if is_builtin(op):
+            raise exc
+        message, hint = hook_failure(op, hook, exc)
+        self.error("E-PLUGIN", f"{name}: {message}", span, scope, hint, key=f"{op.name}:{hook}:{message}")
+        raise _Abort from None
 
     def _check_name(self, name: str, span: Span | None, scope: _Scope) -> None:
         """Refuse a node or group name that the torch module tree cannot hold (see :data:`MODULE_ATTRIBUTES`)."""
@@ -746,8 +808,19 @@ class _Expander:
             for pname, default in block.params.items():
                 self._check_size(default, span_of(holder, pname), scope, f"block '{block_name}': the default of '{pname}'")
             self._checked_defaults.add(block_name)
-        if len(sources) != 1:
-            self.error("E-FROM", f"{name}: block '{block_name}' takes one input, got {len(sources)}", item.span, scope)
+        input_names = block.inputs or []
+        if len(sources) != max(1, len(input_names)):
+            if input_names:
+                listed = ", ".join(input_names)
+                self.error("E-FROM", f"{name}: block '{block_name}' takes {len(input_names)} inputs ({listed}), got "
+                           f"{len(sources)}", span_of(item.raw, "from") if isinstance(item.raw, LocMap) and "from" in
+                           item.raw else item.span, scope,
+                           hint=f"bind them in order with 'from: [{listed}]' (node names), or by name with "
+                           f"'from: {{{', '.join(f'{n}: ...' for n in input_names)}}}'")
+            else:
+                self.error("E-FROM", f"{name}: block '{block_name}' takes one input, got {len(sources)}", item.span, scope,
+                           hint="merge the inputs first with 'add' or 'concat', or name the block's inputs with "
+                           "'inputs: [a, b]' in its definition")
             raise _Abort
         inp = sources[0]
         in_shape = self.shapes[inp]
@@ -757,10 +830,12 @@ class _Expander:
         for pname, default in block.params.items():
             if pname in args:
                 value = self._subst_located(args[pname], scope.env, in_shape, scope, args, pname, name)
-                if default is not None and not is_expression(default) and not _same_kind(default, value):
+                fits, why = (True, None) if default is None or is_expression(default) else \
+                    self._fits(block_name, pname, value)
+                if not fits:
                     self.error("E-PARAM-TYPE", f"{name}: block '{block_name}' parameter '{pname}' expects "
                                f"{_type_name(default)} (like its default {_short(default)}), got {_type_name(value)} "
-                               f"({_short(value)})", span_of(args, pname), scope)
+                               f"({_short(value)})", span_of(args, pname), scope, hint=why)
                     bad = True
                 bound[pname] = value
             elif default is None:
@@ -778,14 +853,118 @@ class _Expander:
         for pname in block.params:
             if pname not in args and is_expression(bound[pname]):
                 env[pname] = self._subst_located(bound[pname], env, in_shape, scope, holder, pname, name)
-        note = Note(f"in '{name}', an instance of block '{block_name}'", item.span)
+        note = Note(f"in '{name}', an instance of block '{block_name}'" + self._bindings(item, input_names, sources),
+                    item.span)
         inner = self._open_group(name, "block", block_name, item.span, scope, inp, bound, env, (note, *scope.notes),
                                  mult=mult)
         bdata = self._block_source(block_name)  # may live in an imported file
         key = "layers" if "layers" in bdata else "graph"
-        out = self.run_body(bdata[key], bdata, key, inner, inp, output=block.output, output_span=span_of(bdata, "output"))
+        out = self.run_body(bdata[key], bdata, key, inner, inp, output=block.output, output_span=span_of(bdata, "output"),
+                            inputs=dict(zip(input_names, sources, strict=True)) if input_names else None)
         self._close_group(name, out)
         return out
+
+    def _bindings(self, item: Item, input_names: list[str], sources: list[str]) -> str:
+        """`` with low = down4 (1024×16×16), skip = down3 (512×32×32)``: what an instance binds to a block's named
+        inputs, as written in its ``from``, with their shapes (empty for a block with one unnamed input)."""
+        if not input_names:
+            return ""
+        written = item.sources or ()
+        if item.source_names is not None:
+            written = tuple(written[item.source_names.index(n)] for n in input_names if n in item.source_names)
+        parts = [f"{n} = {w} ({fmt_shape(self.shapes[v])})"
+                 for n, w, v in zip(input_names, written, sources, strict=False)]
+        return " with " + ", ".join(parts)
+
+    def _fits(self, block_name: str, pname: str, value: Any, depth: int = 0) -> tuple[bool, str | None]:
+        """Whether ``value`` may be passed to parameter ``pname`` of block ``block_name``, and if not, a hint why.
+
+        A value of the default's kind always may.  A value of another kind may when the body only ever
+        passes the parameter whole to op (or inner block) arguments (``k: $k``) and every one of them
+        takes the value: ``k: [1, 7]`` reaches a block whose ``k`` defaults to 3 when it feeds ``conv``'s
+        ``k``, and ``pad: same`` one whose ``pad`` defaults to 1.  The op's model still validates the
+        final value; this decides only whether the instance is refused up front (at its own line).
+        """
+        default = self.doc.blocks[block_name].params.get(pname)
+        if default is not None and not is_expression(default) and _same_kind(default, value, pairs=False):
+            return True, None
+        uses = self._param_uses(block_name).get(pname)
+        if uses is None:
+            return False, f"'{pname}' is used inside an expression or a list in block '{block_name}', so it keeps " \
+                "its default's kind"
+        if not uses or depth >= MAX_NESTING:
+            return False, None
+        for target, key, span in uses:
+            where = f" (line {span.line})" if span is not None else ""
+            if target in self.doc.blocks:
+                ok = key in self.doc.blocks[target].params and self._fits(target, key, value, depth + 1)[0]
+                what = f"block '{target}' parameter '{key}'"
+            else:
+                op = get_op(target)
+                ok = op is not None and _op_accepts(op, key, value)
+                what = f"'{op.name if op is not None else target}' parameter '{key}'"
+            if not ok:
+                return False, f"'{pname}' is passed to {what}{where}, which does not take {_short(value)}"
+        return True, None
+
+    def _param_uses(self, block_name: str) -> dict[str, list[tuple[str, str, Span | None]] | None]:
+        """Where each parameter of a block goes: ``[(op or block, argument, span), ...]`` for each op or inner block
+        argument it is passed to whole (``k: $k``); None when it is also used any other way (inside a larger
+        expression or a list, in ``repeat``/``when``, in another parameter's default).  Worked out once per block."""
+        cached = self._uses.get(block_name)
+        if cached is not None:
+            return cached
+        block = self.doc.blocks[block_name]
+        bdata = self._block_source(block_name)
+        uses: dict[str, list[tuple[str, str, Span | None]] | None] = {p: [] for p in block.params}
+
+        def other(value: Any) -> None:
+            for text in _expressions(value):
+                try:
+                    names = references(text)
+                except ExprError:
+                    continue  # reported where it is evaluated
+                for n in names & uses.keys():
+                    uses[n] = None
+
+        def body(items: Any, holder: Any, key: Any) -> None:
+            for raw, cont, idx, gname in body_items(items, holder, key):
+                try:
+                    item = parse_item(raw, cont, idx, graph_name=gname)
+                except ArchspecError:
+                    continue  # reported by validation
+                other(item.repeat)
+                other(item.when)
+                comp, args = item.op.replace("_", "-"), item.args
+                if item.op not in self.doc.blocks and comp in COMPOSITES:
+                    if comp in ("sequence", "dense-concat") and isinstance(args, LocSeq):
+                        body(args, item.raw, item.op)
+                    elif comp == "inception-branch" and isinstance(args, (LocSeq, LocMap)):
+                        for k in (args if isinstance(args, LocMap) else range(len(args))):
+                            if isinstance(args[k], LocSeq):
+                                body(args[k], args, k)
+                    elif comp == "residual-add" and isinstance(args, LocMap):
+                        for k in ("body", "shortcut"):
+                            if isinstance(args.get(k), LocSeq):
+                                body(args[k], args, k)
+                elif isinstance(args, LocMap):
+                    for k, v in args.items():
+                        whole = _whole_name(v)
+                        found = uses.get(whole) if whole is not None else None
+                        if found is not None:
+                            found.append((item.op, str(k), span_of(args, k)))
+                        else:
+                            other(v)
+                else:
+                    other(args)
+
+        for default in block.params.values():
+            other(default)
+        key = "layers" if "layers" in bdata else "graph"
+        if isinstance(bdata.get(key), (LocSeq, LocMap)):
+            body(bdata[key], bdata, key)
+        self._uses[block_name] = uses
+        return uses
 
     def _block_source(self, name: str) -> LocMap:
         """The located YAML of block ``name`` (which may live in an imported file), looked up once."""
@@ -866,10 +1045,10 @@ class _Expander:
         return out_name
 
     def _projection(self, name: str, scope: _Scope, inp: str, x: Shape, y: Shape, span: Span | None) -> str:
-        """The 1×1 conv (or linear, for flat tensors) that makes ``x`` the shape of ``y``."""
-        if len(x) == 1 and len(y) == 1:
+        """The 1×1 conv (or linear, for flat tensors and per token) that makes ``x`` the shape of ``y``."""
+        if (len(x) == 1 and len(y) == 1) or (len(x) == 2 and len(y) == 2 and x[0] == y[0]):  # flat, or per token
             op: Op = Linear()
-            params: Any = op.validate_params({"out": y[0]})
+            params: Any = op.validate_params({"out": y[-1]})
         elif len(x) == 3 and len(y) == 3:
             strides = []
             for dim, (a, b) in zip(("height", "width"), ((x[1], y[1]), (x[2], y[2])), strict=True):
@@ -950,11 +1129,16 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _same_kind(default: Any, value: Any) -> bool:
-    # A number and an [h, w] pair of numbers are one kind, as for the op parameters they feed (`k: 3`, `k: [1, 7]`).
-    if isinstance(value, list) and len(value) == 2 and _is_number(default):
+def _same_kind(default: Any, value: Any, *, pairs: bool = True) -> bool:
+    """Whether ``value`` is of the kind of ``default`` (an int passes for a float, not the reverse).
+
+    With ``pairs`` (a top-level parameter set with ``--set``), a number and an [h, w] pair of numbers
+    count as one kind, as for the op parameters they may feed (``k: 3``, ``k: [1, 7]``); a block
+    parameter decides that from its uses instead (:meth:`_Expander._fits`).
+    """
+    if pairs and isinstance(value, list) and len(value) == 2 and _is_number(default):
         return all(_same_kind(default, v) for v in value)
-    if isinstance(default, list) and len(default) == 2 and all(map(_is_number, default)) and _is_number(value):
+    if pairs and isinstance(default, list) and len(default) == 2 and all(map(_is_number, default)) and _is_number(value):
         return all(_same_kind(d, value) for d in default)
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
@@ -966,6 +1150,39 @@ def _same_kind(default: Any, value: Any) -> bool:
         return isinstance(value, list)
     if isinstance(default, dict):
         return isinstance(value, dict)
+    return True
+
+
+_WHOLE_NAME = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)|\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")
+
+
+def _whole_name(value: Any) -> str | None:
+    """``c`` for the expression ``$c`` or ``${c}`` (a parameter passed whole), else None."""
+    m = _WHOLE_NAME.fullmatch(value) if isinstance(value, str) else None
+    return (m.group(1) or m.group(2)) if m else None
+
+
+def _expressions(value: Any) -> Iterable[str]:
+    """Every expression string inside ``value`` (through lists and mappings, iteratively)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if is_expression(v):
+            yield v
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+
+
+def _op_accepts(op: Op, key: str, value: Any) -> bool:
+    """Whether op parameter ``key`` takes ``value`` (by the op's own model; other parameters are not looked at)."""
+    try:
+        op.validate_params({key: value})
+    except ValidationError as exc:
+        return not any(e["loc"][:1] == (key,) for e in exc.errors())
+    except Exception:  # a plugin's model that raises: let the op's own validation report it (E-PLUGIN)
+        return True
     return True
 
 

@@ -101,12 +101,19 @@ class InputShape:
 
     @property
     def rank(self) -> int:
-        """Number of dimensions, batch excluded (3 for C×H×W, 1 for features)."""
+        """Number of dimensions, batch excluded (3 for C×H×W, 2 for L×D tokens, 1 for features)."""
         return len(self.shape)
 
     @property
     def c(self) -> int:
-        """Channels (or features, for a flat tensor)."""
+        """Channels (or features, for a flat tensor; the features D of every token, for L×D tokens)."""
+        return self.shape[1] if len(self.shape) == 2 else self.shape[0]
+
+    @property
+    def tokens(self) -> int:
+        """The number of tokens L of an L×D token sequence; an error for other shapes."""
+        if len(self.shape) != 2:
+            raise ExprError(f"'in.tokens' needs a token sequence (L×D), but the input is {list(self.shape)}")
         return self.shape[0]
 
     @property
@@ -116,20 +123,24 @@ class InputShape:
 
     @property
     def h(self) -> int:
-        """Height; an error for a flat tensor."""
+        """Height; an error for a flat tensor or tokens."""
         if len(self.shape) < 3:
-            raise ExprError(f"'in.h' needs a C×H×W input, but the input is flat {list(self.shape)}")
+            raise ExprError(f"'in.h' needs a C×H×W input, but the input is {_kind(self.shape)} {list(self.shape)}")
         return self.shape[1]
 
     @property
     def w(self) -> int:
-        """Width; an error for a flat tensor."""
+        """Width; an error for a flat tensor or tokens."""
         if len(self.shape) < 3:
-            raise ExprError(f"'in.w' needs a C×H×W input, but the input is flat {list(self.shape)}")
+            raise ExprError(f"'in.w' needs a C×H×W input, but the input is {_kind(self.shape)} {list(self.shape)}")
         return self.shape[2]
 
 
-_IN_ATTRS = ("c", "h", "w", "features", "shape", "rank")
+def _kind(shape: tuple[int, ...]) -> str:
+    return "tokens" if len(shape) == 2 else "flat"
+
+
+_IN_ATTRS = ("c", "h", "w", "features", "shape", "rank", "tokens")
 
 
 def is_expression(value: Any) -> bool:

@@ -56,6 +56,8 @@ class ImportedBlocks:
     sources: dict[str, LocMap] = dataclasses.field(default_factory=dict)
     #: Block name → (file key of the defining file, position of the definition).
     origins: dict[str, tuple[str, Span | None]] = dataclasses.field(default_factory=dict)
+    #: Block name → the top-level ``init`` of the defining file (see :meth:`SpecDocument.block_file_init`).
+    file_inits: dict[str, tuple[Any, Any, Any]] = dataclasses.field(default_factory=dict)
 
 
 def file_key(path: str) -> str:
@@ -92,7 +94,11 @@ def _validate(data: Any, path: str, imported_by: tuple[str, ...], session: _Sess
     imported, import_errors = _resolve(data, path, imported_by, session) if doc.imports else (ImportedBlocks(), [])
     if import_errors:  # the blocks of a failed import are unknown: checking uses of them would only cascade
         raise ArchspecError(sorted(_dedupe(errors + import_errors), key=Diagnostic.sort_key))
-    return check_bodies(doc, data, imported.definitions, imported.sources, errors)
+    visible = check_bodies(doc, data, imported.definitions, imported.sources, errors)
+    # An imported file's top-level init is the default of its blocks (the spec's own covers the whole network).
+    own = (doc.init, data.get("init"), span_of(data, "init")) if imported_by and doc.init is not None else None
+    visible._file_inits = {**imported.file_inits, **(dict.fromkeys(doc.blocks, own) if own else {})}
+    return visible
 
 
 def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
@@ -211,6 +217,9 @@ def _resolve(
             out.definitions[name] = definition
             out.sources[name] = source
             out.origins[name] = (defining_file, where)
+            file_init = result.block_file_init(name)
+            if file_init is not None:
+                out.file_inits[name] = file_init
     return out, diags
 
 

@@ -87,6 +87,9 @@ class Graph:
     path: str = "<spec>"
     params: dict[str, Any] = field(default_factory=dict)
     warnings: list[Diagnostic] = field(default_factory=list)
+    #: How tensors start, where not PyTorch's default: node name → tensor (``weight``, ``bias``) →
+    #: :class:`archspec.init.TensorInit` (filled from the spec's ``init`` sections by :func:`archspec.init.resolve`).
+    init: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def output_shape(self) -> Shape:

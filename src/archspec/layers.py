@@ -13,6 +13,16 @@ computes the same function:
   ``CNBlock`` (shape ``(C, 1, 1)`` on images, ``(F,)`` on flat features).
 * :class:`StochasticDepth` — ``torchvision.ops.StochasticDepth``.
 
+Token sequences (N, L, D), as torchvision's ``VisionTransformer`` computes them:
+
+* :class:`ToTokens` / :class:`ToImage` — NCHW → (N, H·W, C) and back.
+* :class:`ClassToken` — prepends the learned ``class_token`` of shape ``(1, 1, D)``.
+* :class:`PosEmbedding` — adds the learned ``pos_embedding`` of shape ``(1, L, D)``.
+* :class:`SelectToken`, :class:`MeanTokens` — one token, or the mean of the tokens, as an (N, D) tensor.
+* :class:`SelfAttention` — ``nn.MultiheadAttention(batch_first=True)`` called as ``attn(x, x, x)``,
+  with its parameter layout (``in_proj_weight``, ``in_proj_bias``, ``out_proj``).
+* :class:`ConcatFeatures` — ``torch.cat`` on the last (feature) dimension.
+
 Every constructor argument is kept as an attribute of the same name (as ``torch.nn`` modules do), so
 a module can be re-created from its attributes.  This module imports torch only, never archspec.
 """
@@ -23,7 +33,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["ChannelLinear", "ChannelShuffle", "ChannelSlice", "LayerNorm2d", "LayerScale", "StochasticDepth",
+__all__ = ["ChannelLinear", "ChannelShuffle", "ChannelSlice", "ClassToken", "ConcatFeatures", "LayerNorm2d", "LayerScale",
+           "MeanTokens", "PosEmbedding", "SelectToken", "SelfAttention", "StochasticDepth", "ToImage", "ToTokens",
            "channel_shuffle", "stochastic_depth"]
 
 
@@ -141,3 +152,118 @@ class StochasticDepth(nn.Module):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(p={self.p}, mode={self.mode})"
+
+
+# --------------------------------------------------------------------------------------------------
+# Token sequences: (N, L, D) tensors of L tokens with D features each (vision transformers).
+
+
+class ToTokens(nn.Module):
+    """(N, C, H, W) → (N, H·W, C): every position becomes a token (torchvision ViT's ``reshape`` + ``permute``)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Row-major positions as tokens, channels as their features."""
+        return x.flatten(2).transpose(1, 2)
+
+
+class ToImage(nn.Module):
+    """(N, h·w, D) → (N, D, h, w): the inverse of :class:`ToTokens`."""
+
+    def __init__(self, h: int, w: int) -> None:
+        super().__init__()
+        self.h = h
+        self.w = w
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Tokens in row-major order back onto an h×w grid."""
+        return x.transpose(1, 2).unflatten(2, (self.h, self.w))
+
+    def extra_repr(self) -> str:
+        return f"h={self.h}, w={self.w}"
+
+
+class ClassToken(nn.Module):
+    """Prepends a learned token: (N, L, D) → (N, L + 1, D); the parameter ``class_token`` (1, 1, D) starts at zero."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``cat([class_token, x], dim=1)``, the class token repeated over the batch."""
+        return torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class PosEmbedding(nn.Module):
+    """Adds a learned position embedding ``pos_embedding`` of shape (1, L, D), drawn from N(0, std²)."""
+
+    def __init__(self, length: int, dim: int, std: float = 0.02) -> None:
+        super().__init__()
+        self.length = length
+        self.dim = dim
+        self.std = std
+        self.pos_embedding = nn.Parameter(torch.empty(1, length, dim).normal_(std=std))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x + pos_embedding``."""
+        return x + self.pos_embedding
+
+    def extra_repr(self) -> str:
+        return f"length={self.length}, dim={self.dim}, std={self.std}"
+
+
+class SelectToken(nn.Module):
+    """One token of each sequence: (N, L, D) → (N, D), ``x[:, index]`` (ViT's class token: index 0)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x[:, index]``."""
+        return x[:, self.index]
+
+    def extra_repr(self) -> str:
+        return f"index={self.index}"
+
+
+class MeanTokens(nn.Module):
+    """The mean over the tokens: (N, L, D) → (N, D)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x.mean(dim=1)``."""
+        return x.mean(dim=1)
+
+
+class SelfAttention(nn.MultiheadAttention):
+    """Multi-head self-attention over (N, L, D) tokens: ``nn.MultiheadAttention(batch_first=True)`` as ``attn(x, x, x)``.
+
+    The parameters are ``nn.MultiheadAttention``'s (``in_proj_weight`` (3D, D), ``in_proj_bias`` (3D),
+    ``out_proj.weight``, ``out_proj.bias``), so torchvision's ``self_attention`` weights load as they are,
+    and PyTorch picks its fused kernels (the native fast path in inference, ``scaled_dot_product_attention``
+    in training) exactly as for torchvision's encoder blocks.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True) -> None:
+        super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, batch_first=True)
+
+    @property
+    def bias(self) -> Tensor | None:
+        """The input projections' bias (None when built with ``bias=False``)."""
+        return self.in_proj_bias
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        """Attend from every token to every token of ``x`` (N, L, D); no weights are returned."""
+        return super().forward(x, x, x, need_weights=False)[0]
+
+
+class ConcatFeatures(nn.Module):
+    """Concatenation on the last dimension: the features of token sequences of the same length."""
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        """``torch.cat(xs, dim=-1)``."""
+        return torch.cat(xs, dim=-1)

@@ -3,7 +3,9 @@
 The model is an instance of a class generated for the network (``LeNet``, ``GoogLeNet``, …; a
 subclass of :class:`ArchspecModule`) whose ``forward`` is straight-line Python: one call per node,
 no interpreter loop, every intermediate dropped right after its last use (``model.code`` shows the
-source; each line ends with the spec position it came from, and tracebacks show it too).  The
+source; each line ends with the spec position it came from, and tracebacks show it too).  ReLU-type
+activations run in place where the graph shows it safe (:func:`inplace_nodes`: their modules are
+``nn.ReLU(inplace=True)`` etc., as in torchvision), which saves a tensor allocation per activation.  The
 submodule tree mirrors the spec: every block instance and composite is a :class:`Block` container
 named as in the spec, so ``print(model)`` and ``state_dict()`` keys read like the YAML
 (``b3.inception1.branch2.conv1.weight``), registered in execution order.
@@ -36,19 +38,36 @@ with warnings.catch_warnings():
     import torch
     from torch import nn
 
-from .errors import ArchspecError, Span
+from .errors import ArchspecError, Diagnostic, Span
+from .init import apply_inits, module_inits, seeded
 from .ir import DEFAULT_MAX_PARAMS, Graph, check_max_params
-from .ops import get_op
+from .ops import Counts, Op, Shape, get_op, is_builtin
 
 __all__ = ["ArchspecModule", "Block", "Lowering", "lower"]
 
 # A step of the forward: (node name, kind, input names, spec position).  kind is "module" (call the
-# submodule at the node's dotted path), "add" (sum the inputs), "mul" (multiply them, broadcasting)
-# or "concat" (torch.cat on channels).
+# submodule at the node's dotted path), "inplace" (the same, for an activation that overwrites its
+# input: see inplace_nodes), "add" (sum the inputs), "mul" (multiply them, broadcasting) or "concat"
+# (torch.cat on channels).
 Step = tuple[str, str, tuple[str, ...], str]
 Plan = tuple[str, tuple[Step, ...], str]  # (class name, steps, output node)
 #: Ops that lower to an expression in the generated forward instead of a submodule.
 FUNCTIONAL_OPS = ("add", "concat", "mul")
+#: Activations that run in place where :func:`inplace_nodes` finds it safe.  Their in-place backward
+#: reads the *result* (``threshold_backward``/``hardtanh_backward``/``leaky_relu_backward`` with
+#: ``self_is_result``), and the result tells apart exactly the inputs the input would (``y > 0`` iff
+#: ``x > 0``; ``min < y < max`` iff ``min < x < max``; leaky: ``y > 0`` iff ``x > 0`` for a slope ≥ 0,
+#: which the spec enforces), so values and gradients are bit-identical to the out-of-place op, and
+#: nothing extra is saved.  Activations whose backward needs the input (``silu``, ``hardswish``, ``mish``,
+#: ``hardsigmoid``) make autograd save a copy of it when run in place: no memory saved, an extra copy
+#: in training, so they stay out of place.
+INPLACE_OPS = frozenset({"relu", "relu6", "hardtanh", "leaky-relu"})
+#: Producers whose output an in-place activation may overwrite: each always returns a newly allocated
+#: tensor (never its input, a view of it, or a parameter; unlike identity, flatten, slice, dropout or
+#: stochastic depth in eval mode, which return their input or a view of it), and its backward reads
+#: its inputs and saved statistics but never its own output (unlike relu, sigmoid, tanh, softmax or
+#: an in-place op, whose saved result would be overwritten: autograd would raise).
+INPLACE_PRODUCERS = frozenset({"conv", "conv-transpose", "linear", "bn", "groupnorm", "add", "concat", "mul"})
 
 
 class Block(nn.Module):
@@ -93,7 +112,9 @@ class ArchspecModule(nn.Module):
     def intermediates(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the network on ``x`` and return every node's output by spec name (feature extraction).
 
-        Runs the same generated code as ``forward``, keeping each intermediate instead of dropping it.
+        Runs the same generated code as ``forward``, keeping each intermediate instead of dropping it;
+        an activation that runs in place there gets a copy of its input here, so the value it would
+        overwrite is returned as the out-of-place network computes it.
         """
         cls = type(self)
         if cls.__dict__.get("_archspec_intermediates") is None:
@@ -120,16 +141,17 @@ def camel(name: str) -> str:
 
 
 def lower(graph: Graph, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
-          max_params: float | None = DEFAULT_MAX_PARAMS) -> ArchspecModule:
+          max_params: float | None = DEFAULT_MAX_PARAMS, seed: int | None = None) -> ArchspecModule:
     """Build the PyTorch module for a shape-inferred graph.
 
     ``device="meta"`` builds without allocating weight memory; ``dtype`` converts after building.
     Like :func:`archspec.build`, a graph with more than ``max_params`` parameter and buffer elements
     is refused (``E-TOO-LARGE``) before anything is allocated, unless ``device="meta"`` or
-    ``max_params=None``.
+    ``max_params=None``.  The weights start as the graph's ``init`` says; ``seed`` makes them reproducible
+    (see :func:`archspec.init.seeded`).
     """
     check_max_params(graph, max_params, device)
-    return Lowering(graph).build(device=device, dtype=dtype)
+    return Lowering(graph).build(device=device, dtype=dtype, seed=seed)
 
 
 class Lowering:
@@ -141,15 +163,20 @@ class Lowering:
     the layers costs.  The graph must not change afterwards.
     """
 
-    __slots__ = ("cls", "elements", "path", "steps")
+    __slots__ = ("cls", "elements", "inits", "inplace", "path", "steps")
 
     def __init__(self, graph: Graph) -> None:
-        self.cls = _model_class(_plan(graph))
+        inplace = inplace_nodes(graph)
+        self.cls = _model_class(_plan(graph, inplace))
+        # (parent path, name) of the activations switched to in place after the modules are made
+        self.inplace = tuple(name.rpartition(".")[::2] for name in graph.nodes if name in inplace)
         total = graph.total
         self.path = graph.path
         self.elements = total.params + total.buffers  # what building allocates (for the out-of-memory error)
         # ("container", parent path, name, display name) or ("module", parent path, name, op, params, in, out)
         self.steps: list[tuple[Any, ...]] = []
+        # step index → (the node's non-default initialisations, its name): applied right after the module is made
+        self.inits: dict[int, tuple[Any, str]] = {}
         made: set[str] = set()
         for node in graph.nodes.values():
             if node.op in FUNCTIONAL_OPS:
@@ -166,27 +193,42 @@ class Lowering:
                     kind = camel(group.block or group.kind) if group is not None else None
                     self.steps.append(("container", ".".join(prefix[:i]), part, kind))
             in_shapes = [graph.shape_of(i) for i in node.inputs]
-            self.steps.append(("module", ".".join(prefix), leaf, op, node.params, in_shapes, node.shape))
+            check = None if is_builtin(op) else (node.name, node.span, node.counts)  # plugin ops: checked when built
+            self.steps.append(("module", ".".join(prefix), leaf, op, node.params, in_shapes, node.shape, check))
+            inits = module_inits(graph, node)
+            if inits:
+                self.inits[len(self.steps) - 1] = (inits, node.name)
 
-    def build(self, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> ArchspecModule:
-        """A new model with freshly initialised weights.
+    def build(self, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+              seed: int | None = None) -> ArchspecModule:
+        """A new model with freshly initialised weights (as the spec's ``init`` says; ``seed``: reproducibly).
 
         No size guard here (callers check :func:`archspec.ir.check_max_params` first); running out
         of memory while allocating is an ``E-TOO-LARGE`` error, not a traceback.
         """
+        if seed is not None:
+            with seeded(seed, device):
+                return self.build(device=device, dtype=dtype)
         try:
             with torch.device(device) if device is not None else contextlib.nullcontext():
                 root = self.cls()
                 where: dict[str, nn.Module] = {"": root}
-                for step in self.steps:
+                for index, step in enumerate(self.steps):
                     parent = where[step[1]]
                     if step[0] == "container":
                         child = Block(step[3]) if step[3] is not None else nn.Module()
                         parent.add_module(step[2], child)
                         where[f"{step[1]}.{step[2]}" if step[1] else step[2]] = child
                     else:
-                        _, _, leaf, op, params, in_shapes, out = step
-                        parent.add_module(leaf, op.lower(params, in_shapes, out))
+                        _, _, leaf, op, params, in_shapes, out, check = step
+                        if check is None:
+                            parent.add_module(leaf, op.lower(params, in_shapes, out))
+                        else:
+                            parent.add_module(leaf, _lower_plugin(op, params, in_shapes, out, *check))
+                        if index in self.inits:  # each module re-initialised as soon as it exists, like --emit-python's
+                            apply_inits(parent._modules[leaf], *self.inits[index])
+                for parent_path, leaf in self.inplace:  # nn.ReLU(inplace=True) etc.: same module tree and state dict
+                    where[parent_path]._modules[leaf].inplace = True
             if dtype is not None:
                 root = root.to(dtype)
         except (MemoryError, RuntimeError) as exc:
@@ -200,14 +242,82 @@ class Lowering:
         return root
 
 
+def _lower_plugin(op: Op, params: Any, in_shapes: list[Shape], out: Shape, name: str, span: Span | None,
+                  counts: Counts) -> nn.Module:
+    """``op.lower(...)`` for an op that is not archspec's own, checked against the graph's static counts.
+
+    An exception from the plugin's ``lower`` (other than running out of memory), a result that is not
+    an ``nn.Module``, or a module whose parameter or buffer elements differ from what the op's ``count``
+    said (what the table, ``--json`` and ``--max-params`` use) is an ``E-PLUGIN`` error naming the
+    node, the op and its plugin.
+    """
+    from .plugins import hook_failure, op_origin
+
+    try:
+        module = op.lower(params, in_shapes, out)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        if isinstance(exc, RuntimeError) and "allocate" in str(exc):
+            raise  # out of memory: E-TOO-LARGE, like any op
+        message, hint = hook_failure(op, "lower", exc)
+        raise ArchspecError([Diagnostic("E-PLUGIN", f"{name}: {message}", span, hint)]) from None
+    if not isinstance(module, nn.Module):
+        raise ArchspecError([Diagnostic(
+            "E-PLUGIN", f"{name}: op '{op.name}' from {op_origin(op)}: lower() returned {type(module).__name__}, "
+            "not a torch.nn.Module", span, "lower() must return the module computing the op (see docs/plugins.md)")])
+    n_params = sum(t.numel() for t in module.parameters())
+    n_buffers = sum(t.numel() for t in module.buffers())
+    if (n_params, n_buffers) != (counts.params, counts.buffers):
+        what = [f"{kind} elements: the module has {real:,}, count() says {static:,}"
+                for kind, real, static in (("parameter", n_params, counts.params), ("buffer", n_buffers, counts.buffers))
+                if real != static]
+        raise ArchspecError([Diagnostic(
+            "E-PLUGIN", f"{name}: op '{op.name}' from {op_origin(op)}: the built module disagrees with the op's static "
+            f"counts ({'; '.join(what)}), so the table, --json and --max-params would be wrong", span,
+            "the plugin must define count() returning Counts(params=..., buffers=...) equal to the numel() of its "
+            "module's parameters and buffers; archspec.testing.check_op checks it (see docs/plugins.md)")])
+    return module
+
+
 # ------------------------------------------------------------------ the generated class
 
 
-def _plan(graph: Graph) -> Plan:
+def inplace_nodes(graph: Graph) -> frozenset[str]:
+    """The activation nodes that run in place (``nn.ReLU(inplace=True)``), decided from the graph alone.
+
+    A node qualifies when it is one of archspec's own :data:`INPLACE_OPS` and its one input is the
+    output of one of archspec's own :data:`INPLACE_PRODUCERS` (so the tensor it overwrites is fresh and
+    not needed by any backward) that no other node reads and that is not the network's output.  It is
+    what torchvision does (``nn.ReLU(inplace=True)`` after a conv, a batch norm or the residual add).
+    The network input is never overwritten.  :meth:`ArchspecModule.intermediates` copies the input of
+    these nodes first, so every value it returns is the one the out-of-place network computes.
+    """
+    readers: dict[str, int] = {}
+    for node in graph.nodes.values():
+        for name in node.inputs:
+            readers[name] = readers.get(name, 0) + 1
+    out: set[str] = set()
+    for node in graph.nodes.values():
+        if node.op not in INPLACE_OPS or len(node.inputs) != 1:
+            continue
+        source = graph.nodes.get(node.inputs[0])
+        if (source is None or source.op not in INPLACE_PRODUCERS or readers[source.name] != 1
+                or source.name == graph.output):
+            continue
+        if node.op == "leaky-relu" and not getattr(node.params, "slope", -1) >= 0:
+            continue  # pragma: no cover - the spec's parameter model already refuses a negative slope
+        act, producer = get_op(node.op), get_op(source.op)
+        if act is not None and producer is not None and is_builtin(act) and is_builtin(producer):  # not a plugin's
+            out.add(node.name)
+    return frozenset(out)
+
+
+def _plan(graph: Graph, inplace: frozenset[str] = frozenset()) -> Plan:
     """The data the forward is generated from: node names, kinds, inputs and spec positions."""
     steps = tuple(
-        (node.name, node.op if node.op in FUNCTIONAL_OPS else "module", tuple(node.inputs),
-         str(node.span) if node.span else "")
+        (node.name, node.op if node.op in FUNCTIONAL_OPS else "inplace" if node.name in inplace else "module",
+         tuple(node.inputs), str(node.span) if node.span else "")
         for node in graph.nodes.values()
     )
     return (camel(graph.name), steps, graph.output)
@@ -309,9 +419,12 @@ def _source(plan: Plan, *, keep: bool) -> str:
         elif kind == "concat":
             expr = f"torch.cat(({', '.join(args)},), 1)"
         else:
+            if kind == "inplace" and keep:  # the activation overwrites its input: keep a copy of that value
+                args = [f"torch.clone({a})" for a in args]
             prefix, _, leaf = name.rpartition(".")
             expr = f"{container(prefix)}[{leaf!r}]({', '.join(args)})"
-        body.append(f"{var[name]} = {expr}" + (f"  # {_PRINTABLE.sub('?', where)}" if where else ""))
+        note = "; ".join(filter(None, (_PRINTABLE.sub("?", where), "in place" if kind == "inplace" else "")))
+        body.append(f"{var[name]} = {expr}" + (f"  # {note}" if note else ""))
         if not keep:
             dead = [var[a] for a in dict.fromkeys(inputs) if last_use.get(a) == i and a != output]
             if dead:

@@ -42,7 +42,7 @@ from .errors import ArchspecError, Diagnostic, Span
 from .ir import Graph
 from .source import LocMap, read_file
 
-__all__ = ["KeyMapping", "export_state_dict", "find_mapping", "import_state_dict"]
+__all__ = ["KeyMapping", "export_state_dict", "find_mapping", "import_state_dict", "map_key"]
 
 T = TypeVar("T")
 
@@ -160,13 +160,13 @@ class KeyMapping(BaseModel):
         unknown: list[str] = []
         fed: set[str] = set()
         for key, tensor in state_dict.items():
-            module, _, tensor_name = key.rpartition(".")
-            mapped = table.get(module)
-            if mapped is None:
+            found = map_key(key, table)
+            if found is None:
                 unknown.append(key)
                 continue
-            fed.add(mapped if to_archspec else module)
-            out[f"{mapped}.{tensor_name}"] = tensor
+            new_key, module = found
+            fed.add(table[module] if to_archspec else module)
+            out[new_key] = tensor
         diags = []
         if unknown:
             side = self.target if to_archspec else graph.name
@@ -182,6 +182,26 @@ class KeyMapping(BaseModel):
         if diags:
             raise ArchspecError(diags)
         return out
+
+
+def map_key(key: str, table: Mapping[str, str]) -> tuple[str, str] | None:
+    """``(renamed key, module path)`` of a state-dict key under a module-path ``table``, or None.
+
+    The key's module is the longest dotted prefix in ``table``: a node's module may hold submodules
+    (``self_attention.out_proj.weight`` belongs to the ``self_attention`` node), and ``""`` is the root
+    module, whose own tensors (torchvision ViT's ``class_token``) have keys without a dot.
+    """
+    module, _, rest = key.rpartition(".")
+    while True:
+        mapped = table.get(module)
+        if mapped is not None:
+            return (f"{mapped}.{rest}" if mapped else rest), module
+        if not module:
+            return None
+        module, _, part = module.rpartition(".")
+        rest = f"{part}.{rest}"
+        if not module:  # only a key without a dot belongs to the root module
+            return None
 
 
 def _matches(name: str, patterns: list[str]) -> bool:

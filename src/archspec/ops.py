@@ -12,7 +12,10 @@ arguments with ``Conv.params_model`` (:class:`~archspec.models.ConvParams`) and 
 :meth:`Conv.infer` and :meth:`Conv.count`; :mod:`archspec.lower_torch` calls :meth:`Conv.lower`,
 which returns the ``nn.Conv2d``.
 
-Shapes exclude the batch dimension: ``(C, H, W)`` for images, ``(F,)`` for flat features.
+Shapes exclude the batch dimension and are plain tuples whose length says their *kind*
+(:func:`shape_kind`): ``(C, H, W)`` an image, ``(L, D)`` a token sequence (L tokens of D features),
+``(F,)`` flat features.  Every op declares the kinds it accepts (:attr:`Op.accepts`); an input of
+another kind is a :class:`ShapeError` naming the kind it got (:func:`check_kinds`).
 Nothing in this module imports torch at import time; :meth:`Op.lower` imports it when called.
 Dependencies point down only: this module imports :mod:`archspec.models`, never the reverse.
 """
@@ -31,6 +34,7 @@ from .models import (
     MAX_WIDTH,
     MAX_WINDOW,
     AdaptivePoolParams,
+    AttentionParams,
     AvgPoolParams,
     BatchNormParams,
     ChannelShuffleParams,
@@ -47,10 +51,13 @@ from .models import (
     MaxPoolParams,
     NoParams,
     OpParams,
+    PosEmbeddingParams,
     PReluParams,
+    SelectTokenParams,
     SliceParams,
     SoftmaxParams,
     StochasticDepthParams,
+    ToImageParams,
     UpsampleParams,
 )
 
@@ -58,10 +65,14 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 __all__ = [
+    "ALL_KINDS",
     "BUILTIN_OPS",
+    "FLAT",
+    "IMAGE",
     "MAX_WIDTH",
     "MAX_WINDOW",
     "OPS",
+    "TOKENS",
     "Counts",
     "Emit",
     "Op",
@@ -69,10 +80,13 @@ __all__ = [
     "Shape",
     "ShapeError",
     "canonical_op_name",
+    "check_kinds",
+    "describe_shape",
     "fmt_shape",
     "get_op",
     "is_builtin",
     "register_op",
+    "shape_kind",
 ]
 
 Shape = tuple[int, ...]
@@ -102,10 +116,82 @@ class Counts:
 
 
 def fmt_shape(shape: Shape | None) -> str:
-    """``(64, 24, 24)`` → ``64×24×24``; ``(10,)`` → ``10``."""
+    """``(64, 24, 24)`` → ``64×24×24``; ``(197, 768)`` (tokens) → ``197×768``; ``(10,)`` → ``10``."""
     if shape is None:
         return "?"
     return "×".join(str(d) for d in shape)
+
+
+# --------------------------------------------------------------------------------------------------
+# Shape kinds.  A shape's length says what it is; the three kinds have three different lengths, so a
+# shape stays a plain tuple (hashable, a JSON list, the same for plugins) and its kind is never stored.
+
+#: ``(C, H, W)``: channels of an H×W grid.
+IMAGE = "image"
+#: ``(L, D)``: a sequence of L tokens with D features each (a transformer's activations).
+TOKENS = "tokens"
+#: ``(F,)``: one vector of F features.
+FLAT = "flat"
+#: Every kind: what element-wise ops accept.
+ALL_KINDS: frozenset[str] = frozenset({IMAGE, TOKENS, FLAT})
+_KIND_OF_RANK = {3: IMAGE, 2: TOKENS, 1: FLAT}
+_IMAGE_ONLY: frozenset[str] = frozenset({IMAGE})
+_TOKENS_ONLY: frozenset[str] = frozenset({TOKENS})
+_PER_FEATURE: frozenset[str] = frozenset({TOKENS, FLAT})
+
+
+def shape_kind(shape: Shape) -> str:
+    """:data:`IMAGE` for ``(C, H, W)``, :data:`TOKENS` for ``(L, D)``, :data:`FLAT` for ``(F,)``."""
+    kind = _KIND_OF_RANK.get(len(shape))
+    if kind is None:
+        raise ShapeError(f"a shape has 1 (F), 2 (L×D tokens) or 3 (C×H×W) dimensions, got {fmt_shape(shape)}")
+    return kind
+
+
+def describe_shape(shape: Shape) -> str:
+    """A shape with its kind, for messages: ``64×5×5``, ``flat (400 features)``, ``197×768 tokens``."""
+    kind = _KIND_OF_RANK.get(len(shape))
+    if kind == FLAT:
+        return f"flat ({shape[0]} features)"
+    if kind == TOKENS:
+        return f"{fmt_shape(shape)} tokens"
+    return fmt_shape(shape)
+
+
+def _features(shape: Shape) -> int:
+    """The width every position carries: channels of C×H×W, features of F, features D of L×D tokens."""
+    return shape[1] if len(shape) == 2 else shape[0]
+
+
+_KIND_NEEDS = {IMAGE: "C×H×W", FLAT: "flat", TOKENS: "token-sequence (L×D)"}
+_KIND_HINTS = {
+    IMAGE: "turn tokens back into an image with 'to-image' (e.g. to-image: {h: 14, w: 14})",
+    FLAT: "reduce the tokens to one vector first: 'select-token' (e.g. the class token) or 'mean-tokens'",
+    TOKENS: "make tokens first: 'to-tokens' turns a C×H×W image into H·W tokens of C features "
+            "(after a strided conv: the patch embedding)",
+}
+
+
+def check_kinds(op: Op, inputs: list[Shape]) -> None:
+    """Raise :class:`ShapeError` if an input's kind is not one ``op`` accepts (:attr:`Op.accepts`).
+
+    The message names the op, the kinds it accepts and the kind it got (``conv needs a C×H×W input,
+    but the input is 197×768 tokens``); the hint says how to get an accepted kind.
+    """
+    accepts = getattr(op, "accepts", Op.accepts)
+    for shape in inputs:
+        kind = shape_kind(shape)
+        if kind in accepts:
+            continue
+        if kind == FLAT and IMAGE in accepts:  # (the messages archspec always gave for these two cases)
+            raise ShapeError(f"{op.name} needs a C×H×W input, but the input is {describe_shape(shape)}",
+                             hint="image ops cannot follow 'flatten' or 'linear'")
+        if kind == IMAGE and FLAT in accepts:
+            raise ShapeError(f"{op.name} needs a flat input, but the input is {fmt_shape(shape)}",
+                             hint=f"add 'flatten' (or 'gap' then 'flatten') before '{op.name}'")
+        needs = " or ".join(_KIND_NEEDS[k] for k in (IMAGE, TOKENS, FLAT) if k in accepts)
+        hint = _KIND_HINTS[next(k for k in (TOKENS, IMAGE, FLAT) if k in accepts)]
+        raise ShapeError(f"{op.name} needs a {needs} input, but the input is {describe_shape(shape)}", hint=hint)
 
 
 def pair(v: int | tuple[int, int]) -> tuple[int, int]:
@@ -120,8 +206,8 @@ def _fmt_pair(v: tuple[int, int]) -> str:
 def _need_image(op: str, shape: Shape) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise ShapeError(
-            f"{op} needs a C×H×W input, but the input is flat ({fmt_shape(shape)} features)",
-            hint="image ops cannot follow 'flatten' or 'linear'",
+            f"{op} needs a C×H×W input, but the input is {describe_shape(shape)}",
+            hint="image ops cannot follow 'flatten' or 'linear'" if len(shape) == 1 else _KIND_HINTS[IMAGE],
         )
     return shape[0], shape[1], shape[2]
 
@@ -129,13 +215,13 @@ def _need_image(op: str, shape: Shape) -> tuple[int, int, int]:
 def _window_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
     """PyTorch's output-size formula for convolution and pooling (incl. ceil_mode's last-window rule)."""
     span = size + 2 * p - d * (k - 1) - 1
+    if ceil_mode:  # rounding up lets the window overhang the padded input by up to stride − 1, as in PyTorch
+        out = (span + s - 1) // s + 1
+        if out > 0 and (out - 1) * s >= size + p:
+            out -= 1
+        return max(out, 0)
     if span < 0:
         return 0
-    if ceil_mode:
-        out = -(-span // s) + 1
-        if (out - 1) * s >= size + p:
-            out -= 1
-        return out
     return span // s + 1
 
 
@@ -171,10 +257,12 @@ class Op:
 
     Class attributes: :attr:`name` (the spec name), :attr:`params_model` (a Pydantic
     :class:`~archspec.models.OpParams` subclass validating the node's parameters), :attr:`arity`
-    (how many inputs), :attr:`summary`, :attr:`category` (diagram colour and fusion).
+    (how many inputs), :attr:`accepts` (the shape kinds it takes), :attr:`summary`, :attr:`category`
+    (diagram colour and fusion).
 
     Hooks, all called with ``p``, the validated parameters (an instance of :attr:`params_model`),
-    and shapes without the batch dimension (``(C, H, W)`` or ``(F,)``):
+    and shapes without the batch dimension (``(C, H, W)``, ``(L, D)`` tokens or ``(F,)``), each of a
+    kind in :attr:`accepts` (checked before :meth:`infer` is called):
 
     * :meth:`infer` ``(p, inputs) -> Shape`` — the static shape rule (never imports torch);
     * :meth:`count` ``(p, inputs, out) -> Counts`` — parameters, buffer elements, MACs;
@@ -203,6 +291,11 @@ class Op:
     #: "other" (the default).  It picks the box colour in diagrams; "act" and "norm" ops with one
     #: input are drawn inside their producer's box (``conv 3×3, 64 + bn + relu``).
     category: ClassVar[str] = "other"
+    #: The shape kinds the op takes (:data:`IMAGE`, :data:`TOKENS`, :data:`FLAT`); an input of another
+    #: kind is an ``E-SHAPE`` error naming it, raised before :meth:`infer` runs.  The default, C×H×W and
+    #: flat, is what every op took before token sequences existed; an op that also works per token
+    #: (element-wise, or on the last dimension) lists :data:`TOKENS` too.
+    accepts: ClassVar[frozenset[str]] = frozenset({IMAGE, FLAT})
 
     @classmethod
     def validate_params(cls, args: Any) -> Any:
@@ -326,6 +419,7 @@ class Conv(Op):
     params_model = ConvParams
     summary = "2-D convolution (torch.nn.Conv2d)."
     category = "conv"
+    accepts = _IMAGE_ONLY
 
     def infer(self, p: ConvParams, inputs: list[Shape]) -> Shape:
         c, h, w = _need_image("conv", inputs[0])
@@ -384,20 +478,21 @@ class Conv(Op):
 class Linear(Op):
     name = "linear"
     params_model = LinearParams
-    summary = "Fully connected layer (torch.nn.Linear) on a flat input."
+    summary = "Fully connected layer (torch.nn.Linear) on a flat input, or on every token of a token sequence."
     category = "linear"
+    accepts = _PER_FEATURE
 
     def infer(self, p: LinearParams, inputs: list[Shape]) -> Shape:
-        if len(inputs[0]) != 1:
+        if len(inputs[0]) == 3:
             raise ShapeError(
                 f"linear needs a flat input, but the input is {fmt_shape(inputs[0])}",
                 hint="add 'flatten' (or 'gap' then 'flatten') before 'linear'",
             )
-        return (p.out,)
+        return (*inputs[0][:-1], p.out)  # L×D tokens → L×out: the same layer on every token
 
     def count(self, p: LinearParams, inputs: list[Shape], out: Shape) -> Counts:
-        weights = inputs[0][0] * p.out
-        return Counts(params=weights + (p.out if p.bias else 0), macs=weights)
+        weights = inputs[0][-1] * p.out
+        return Counts(params=weights + (p.out if p.bias else 0), macs=weights * math.prod(inputs[0][:-1]))
 
     def label(self, p: LinearParams) -> str:
         return f"linear {p.out}"
@@ -405,7 +500,7 @@ class Linear(Op):
     def lower(self, p: LinearParams, inputs: list[Shape], out: Shape) -> torch.nn.Module:
         from torch import nn
 
-        return nn.Linear(inputs[0][0], p.out, bias=p.bias)
+        return nn.Linear(inputs[0][-1], p.out, bias=p.bias)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -414,6 +509,7 @@ class Linear(Op):
 
 class _Pool(Op):
     category = "pool"
+    accepts = _IMAGE_ONLY
 
     def infer(self, p: Any, inputs: list[Shape]) -> Shape:
         c, h, w = _need_image(self.name, inputs[0])
@@ -426,7 +522,7 @@ class _Pool(Op):
         sizes = []
         for i, (dim, size) in enumerate((("height", h), ("width", w))):
             eff = d[i] * (k[i] - 1) + 1
-            if size + 2 * pp[i] < eff:
+            if _window_out(size, k[i], s[i], pp[i], d[i], p.ceil_mode) < 1:
                 raise ShapeError(
                     f"{self.name} window {eff} is larger than the padded input {dim} {size + 2 * pp[i]} "
                     f"(input {fmt_shape(inputs[0])})",
@@ -479,6 +575,7 @@ class AvgPool(_Pool):
 class _AdaptivePool(Op):
     params_model = AdaptivePoolParams
     category = "pool"
+    accepts = _IMAGE_ONLY
 
     def infer(self, p: Any, inputs: list[Shape]) -> Shape:
         c, _, _ = _need_image(self.name, inputs[0])
@@ -537,6 +634,7 @@ def _activation(name: str, summary: str, factory: Callable[[Any], Any], model: A
         "params_model": model or NoParams,
         "summary": summary,
         "category": "act",
+        "accepts": ALL_KINDS,
         "lower": lambda self, p, inputs, out: factory(p),
         "__doc__": summary,
     }
@@ -552,7 +650,8 @@ def _softmax_infer(self: Op, p: Any, inputs: list[Shape]) -> Shape:
     if not -rank <= p.dim < rank:
         raise ShapeError(
             f"softmax dim {p.dim} is out of range for a {rank}-D tensor (batch included; valid: {-rank}..{rank - 1})",
-            hint="dim 1 is the channels (or features)",
+            hint="dim 1 is the tokens and dim 2 (or -1) their features" if len(inputs[0]) == 2
+            else "dim 1 is the channels (or features)",
         )
     return inputs[0]
 
@@ -613,6 +712,7 @@ class Dropout(Op):
     params_model = DropoutParams
     summary = "Dropout (torch.nn.Dropout); the identity in eval mode."
     category = "reg"
+    accepts = ALL_KINDS
 
     def label(self, p: DropoutParams) -> str:
         return f"dropout {p.p:g}"
@@ -626,8 +726,9 @@ class Dropout(Op):
 @register_op
 class Flatten(Op):
     name = "flatten"
-    summary = "Flatten C×H×W to C·H·W features (torch.nn.Flatten)."
+    summary = "Flatten C×H×W to C·H·W features, or L×D tokens to L·D features (torch.nn.Flatten)."
     category = "shape"
+    accepts = ALL_KINDS
 
     def infer(self, p: Any, inputs: list[Shape]) -> Shape:
         return (math.prod(inputs[0]),)
@@ -643,6 +744,7 @@ class Identity(Op):
     name = "identity"
     summary = "Passes its input through unchanged (torch.nn.Identity)."
     category = "shape"
+    accepts = ALL_KINDS
 
     def lower(self, p: Any, inputs: list[Shape], out: Shape) -> torch.nn.Module:
         from torch import nn
@@ -660,6 +762,7 @@ class Add(Op):
     arity = None
     summary = "Element-wise sum of two or more tensors of the same shape."
     category = "merge"
+    accepts = ALL_KINDS
 
     def infer(self, p: Any, inputs: list[Shape]) -> Shape:
         first = inputs[0]
@@ -679,13 +782,29 @@ class Add(Op):
 class Concat(Op):
     name = "concat"
     arity = None
-    summary = "Concatenation on channels (or features) of tensors with the same spatial size."
+    summary = ("Concatenation on channels (or features) of tensors with the same spatial size; "
+               "on token sequences, of the tokens (sequences with the same features).")
     category = "merge"
+    accepts = ALL_KINDS
 
     def infer(self, p: Any, inputs: list[Shape]) -> Shape:
         ranks = {len(s) for s in inputs}
         if len(ranks) > 1:
+            if 2 in ranks:
+                raise ShapeError("cannot concatenate tensors of different kinds: "
+                                 + ", ".join(describe_shape(s) for s in inputs),
+                                 hint="turn images into tokens with 'to-tokens' (or tokens into an image with 'to-image') "
+                                 "first")
             raise ShapeError("cannot concatenate flat and C×H×W tensors: " + ", ".join(fmt_shape(s) for s in inputs))
+        if ranks == {2}:
+            if len({s[1] for s in inputs}) > 1:
+                raise ShapeError(
+                    "cannot concatenate token sequences with different features: "
+                    + ", ".join(describe_shape(s) for s in inputs),
+                    hint="'concat' joins the tokens of sequences with the same features (L1×D + L2×D → (L1+L2)×D); "
+                    "'concat-features' joins the features of sequences of the same length",
+                )
+            return (sum(s[0] for s in inputs), inputs[0][1])
         spatial = {s[1:] for s in inputs}
         if len(spatial) > 1:
             raise ShapeError(
@@ -705,12 +824,12 @@ class Concat(Op):
 
 
 def _dim_names(rank: int) -> tuple[str, ...]:
-    return ("channels", "height", "width") if rank == 3 else ("features",)
+    return {3: ("channels", "height", "width"), 2: ("tokens", "features")}.get(rank, ("features",))
 
 
 def _units(shape: Shape) -> str:
-    """``channels`` for a C×H×W shape, ``features`` for a flat one."""
-    return "channels" if len(shape) == 3 else "features"
+    """``channels`` for a C×H×W shape, ``tokens`` for an L×D one (what dimension 1 holds), ``features`` for a flat one."""
+    return {3: "channels", 2: "tokens"}.get(len(shape), "features")
 
 
 @register_op
@@ -720,9 +839,15 @@ class Mul(Op):
     summary = ("Element-wise product of two or more tensors, broadcasting dimensions of size 1 "
                "(a C×1×1 gate scales a C×H×W tensor: squeeze-excitation).")
     category = "merge"
+    accepts = ALL_KINDS
 
     def infer(self, p: Any, inputs: list[Shape]) -> Shape:
         shown = " * ".join(fmt_shape(s) for s in inputs)
+        if any(len(s) == 2 for s in inputs) and len({len(s) for s in inputs}) > 1:
+            raise ShapeError(
+                "cannot multiply tensors of different kinds: " + " * ".join(describe_shape(s) for s in inputs),
+                hint="a factor for L×D tokens is L×D, 1×D (one per feature) or L×1 (one per token)",
+            )
         if len({len(s) for s in inputs}) > 1:
             raise ShapeError(
                 f"cannot multiply flat and C×H×W tensors: {shown}",
@@ -740,7 +865,8 @@ class Mul(Op):
                 raise ShapeError(
                     f"cannot multiply tensors of shapes {shown}: their {dim} differ ({a} and {b}); "
                     "each dimension must agree or be 1",
-                    hint="a squeeze-excitation gate must have the channels of the tensor it scales (C×1×1)",
+                    hint="a factor for L×D tokens is L×D, 1×D (one per feature) or L×1 (one per token)" if len(out) == 2
+                    else "a squeeze-excitation gate must have the channels of the tensor it scales (C×1×1)",
                 )
         return tuple(out)
 
@@ -769,11 +895,12 @@ class LayerNorm(Op):
     name = "layernorm"
     params_model = LayerNormParams
     summary = ("Layer normalisation over the channels at each position of C×H×W (ConvNeXt's LayerNorm2d), "
-               "or over the features of F (torch.nn.LayerNorm).")
+               "or over the features of F or of every token of L×D (torch.nn.LayerNorm).")
     category = "norm"
+    accepts = ALL_KINDS
 
     def count(self, p: LayerNormParams, inputs: list[Shape], out: Shape) -> Counts:
-        return Counts(params=2 * inputs[0][0] if p.affine else 0)
+        return Counts(params=2 * _features(inputs[0]) if p.affine else 0)
 
     def label(self, p: LayerNormParams) -> str:
         return "layernorm"
@@ -784,7 +911,7 @@ class LayerNorm(Op):
         from .layers import LayerNorm2d
 
         cls = LayerNorm2d if len(inputs[0]) == 3 else nn.LayerNorm
-        return cls(inputs[0][0], eps=p.eps, elementwise_affine=p.affine)
+        return cls(_features(inputs[0]), eps=p.eps, elementwise_affine=p.affine)
 
 
 @register_op
@@ -821,6 +948,7 @@ class ConvTranspose(Op):
     params_model = ConvTransposeParams
     summary = "2-D transposed convolution (torch.nn.ConvTranspose2d), e.g. a U-Net's 2×2 stride-2 up-convolution."
     category = "conv"
+    accepts = _IMAGE_ONLY
 
     def infer(self, p: ConvTransposeParams, inputs: list[Shape]) -> Shape:
         c, h, w = _need_image("conv-transpose", inputs[0])
@@ -877,6 +1005,7 @@ class Upsample(Op):
     params_model = UpsampleParams
     summary = "Upsampling by an integer scale or to a size, nearest or bilinear (torch.nn.Upsample)."
     category = "pool"
+    accepts = _IMAGE_ONLY
 
     def infer(self, p: UpsampleParams, inputs: list[Shape]) -> Shape:
         c, h, w = _need_image("upsample", inputs[0])
@@ -936,9 +1065,10 @@ def _slice_bounds(p: SliceParams, shape: Shape) -> tuple[int, int]:
 class Slice(Op):
     name = "slice"
     params_model = SliceParams
-    summary = ("Channels start..end (end exclusive) of a C×H×W input, or features of an F input; "
-               "two slices of one input split it (ShuffleNetV2).")
+    summary = ("Channels start..end (end exclusive) of a C×H×W input, features of an F input, or tokens of an L×D "
+               "input; two slices of one input split it (ShuffleNetV2).")
     category = "shape"
+    accepts = ALL_KINDS
 
     def infer(self, p: SliceParams, inputs: list[Shape]) -> Shape:
         start, end = _slice_bounds(p, inputs[0])
@@ -959,6 +1089,7 @@ class ChannelShuffle(Op):
     params_model = ChannelShuffleParams
     summary = "Interleaves the channels of equal groups (ShuffleNet's channel_shuffle)."
     category = "shape"
+    accepts = _IMAGE_ONLY
 
     def infer(self, p: ChannelShuffleParams, inputs: list[Shape]) -> Shape:
         c, _, _ = _need_image("channel-shuffle", inputs[0])
@@ -982,11 +1113,13 @@ class ChannelShuffle(Op):
 class LayerScale(Op):
     name = "layer-scale"
     params_model = LayerScaleParams
-    summary = "A learned factor per channel (shape C×1×1) or per feature (F), starting at 'init' (ConvNeXt)."
+    summary = ("A learned factor per channel (shape C×1×1) or per feature (F; D for L×D tokens), starting at 'init' "
+               "(ConvNeXt, CaiT).")
     category = "norm"
+    accepts = ALL_KINDS
 
     def count(self, p: LayerScaleParams, inputs: list[Shape], out: Shape) -> Counts:
-        return Counts(params=inputs[0][0])
+        return Counts(params=_features(inputs[0]))
 
     def label(self, p: LayerScaleParams) -> str:
         return f"layer-scale {p.init:g}"
@@ -994,7 +1127,7 @@ class LayerScale(Op):
     def lower(self, p: LayerScaleParams, inputs: list[Shape], out: Shape) -> torch.nn.Module:
         from .layers import LayerScale as Module
 
-        c = inputs[0][0]
+        c = _features(inputs[0])
         return Module((c, 1, 1) if len(inputs[0]) == 3 else (c,), float(p.init))
 
 
@@ -1004,6 +1137,7 @@ class StochasticDepth(Op):
     params_model = StochasticDepthParams
     summary = "Stochastic depth (torchvision.ops.StochasticDepth): drops the input per sample or per batch; identity in eval."
     category = "reg"
+    accepts = ALL_KINDS
 
     def label(self, p: StochasticDepthParams) -> str:
         return f"stochastic-depth {p.p:g} {p.mode}"
@@ -1021,6 +1155,7 @@ class ChannelLinear(Op):
     summary = ("nn.Linear over the channels at every position of C×H×W (ConvNeXt's pointwise layers): "
                "a 1×1 conv with nn.Linear's weight layout.")
     category = "linear"
+    accepts = _IMAGE_ONLY
 
     def infer(self, p: LinearParams, inputs: list[Shape]) -> Shape:
         _, h, w = _need_image("channel-linear", inputs[0])
@@ -1038,6 +1173,235 @@ class ChannelLinear(Op):
         from .layers import ChannelLinear as Module
 
         return Module(inputs[0][0], p.out, bias=p.bias)
+
+
+# --------------------------------------------------------------------------------------------------
+# Token sequences (issue 15): L×D shapes, the ops between images and tokens, the learned tensors of a
+# vision transformer and multi-head self-attention.  Modules come from archspec.layers.
+
+
+@register_op
+class ToTokens(Op):
+    name = "to-tokens"
+    summary = ("C×H×W → (H·W)×C: every position of an image becomes a token of C features, in row-major order "
+               "(after a strided conv: a ViT's patch embedding).")
+    category = "shape"
+    accepts = _IMAGE_ONLY
+
+    def infer(self, p: Any, inputs: list[Shape]) -> Shape:
+        c, h, w = inputs[0]
+        return (h * w, c)
+
+    def lower(self, p: Any, inputs: list[Shape], out: Shape) -> torch.nn.Module:
+        from .layers import ToTokens as Module
+
+        return Module()
+
+
+def _image_size(p: ToImageParams, shape: Shape) -> tuple[int, int]:
+    """(h, w) of to-image for an L×D input; raise :class:`ShapeError` unless h·w = L."""
+    length = shape[0]
+    h, w = p.h, p.w
+    if h is None and w is None:
+        side = math.isqrt(length)
+        if side * side != length:
+            raise ShapeError(
+                f"to-image without 'h' and 'w' needs a square number of tokens, but the input is {describe_shape(shape)}",
+                hint="give the grid as to-image: {h: ..., w: ...} with h·w equal to the number of tokens "
+                "(a class token must be removed first: slice: {start: 1})",
+            )
+        return side, side
+    if h is None or w is None:
+        given, name = (h, "h") if h is not None else (w, "w")
+        assert given is not None
+        if length % given:
+            raise ShapeError(
+                f"to-image with {name}={given} needs a number of tokens divisible by it, but the input is "
+                f"{describe_shape(shape)}",
+                hint=f"h·w must equal the {length} tokens",
+            )
+        return (given, length // given) if name == "h" else (length // given, given)
+    if h * w != length:
+        raise ShapeError(
+            f"to-image {h}×{w} needs {h * w} tokens, but the input is {describe_shape(shape)}",
+            hint=f"h·w must equal the {length} tokens",
+        )
+    return h, w
+
+
+@register_op
+class ToImage(Op):
+    name = "to-image"
+    params_model = ToImageParams
+    summary = "L×D tokens → D×h×w: the tokens, in row-major order, back onto an h×w grid (h·w = L; the inverse of to-tokens)."
+    category = "shape"
+    accepts = _TOKENS_ONLY
+
+    def infer(self, p: ToImageParams, inputs: list[Shape]) -> Shape:
+        h, w = _image_size(p, inputs[0])
+        return (inputs[0][1], h, w)
+
+    def label(self, p: ToImageParams) -> str:
+        if p.h is not None and p.w is not None:
+            return f"to-image {p.h}×{p.w}"
+        return "to-image" + (f" h={p.h}" if p.h is not None else "") + (f" w={p.w}" if p.w is not None else "")
+
+    def lower(self, p: ToImageParams, inputs: list[Shape], out: Shape) -> torch.nn.Module:
+        from .layers import ToImage as Module
+
+        return Module(out[1], out[2])
+
+
+@register_op
+class ClassToken(Op):
+    name = "class-token"
+    summary = ("Prepends a learned token: L×D → (L+1)×D; parameter 'class_token' of shape (1, 1, D), starting at zero "
+               "(torchvision's ViT).")
+    category = "other"
+    accepts = _TOKENS_ONLY
+
+    def infer(self, p: Any, inputs: list[Shape]) -> Shape:
+        length, d = inputs[0]
+        return (length + 1, d)
+
+    def count(self, p: Any, inputs: list[Shape], out: Shape) -> Counts:
+        return Counts(params=inputs[0][1])
+
+    def lower(self, p: Any, inputs: list[Shape], out: Shape) -> torch.nn.Module:
+        from .layers import ClassToken as Module
+
+        return Module(inputs[0][1])
+
+
+@register_op
+class PosEmbedding(Op):
+    name = "pos-embedding"
+    params_model = PosEmbeddingParams
+    summary = ("Adds a learned position embedding: parameter 'pos_embedding' of shape (1, L, D), drawn from "
+               "N(0, std²) (torchvision's ViT).")
+    category = "other"
+    accepts = _TOKENS_ONLY
+
+    def count(self, p: PosEmbeddingParams, inputs: list[Shape], out: Shape) -> Counts:
+        return Counts(params=inputs[0][0] * inputs[0][1])
+
+    def lower(self, p: PosEmbeddingParams, inputs: list[Shape], out: Shape) -> torch.nn.Module:
+        from .layers import PosEmbedding as Module
+
+        return Module(inputs[0][0], inputs[0][1], float(p.std))
+
+
+def _token_index(p: SelectTokenParams, shape: Shape) -> int:
+    length = shape[0]
+    index = p.index + length if p.index < 0 else p.index
+    if not 0 <= index < length:
+        raise ShapeError(
+            f"select-token index {p.index} is out of range for {describe_shape(shape)} (valid: {-length}..{length - 1})",
+            hint="tokens are numbered 0..L-1 (the class token is 0); negative numbers count from the end",
+        )
+    return index
+
+
+@register_op
+class SelectToken(Op):
+    name = "select-token"
+    params_model = SelectTokenParams
+    summary = "One token of L×D as a flat D vector, x[:, index] (a ViT's head reads the class token, index 0)."
+    category = "shape"
+    accepts = _TOKENS_ONLY
+
+    def infer(self, p: SelectTokenParams, inputs: list[Shape]) -> Shape:
+        _token_index(p, inputs[0])
+        return (inputs[0][1],)
+
+    def label(self, p: SelectTokenParams) -> str:
+        return f"select-token {p.index}"
+
+    def lower(self, p: SelectTokenParams, inputs: list[Shape], out: Shape) -> torch.nn.Module:
+        from .layers import SelectToken as Module
+
+        return Module(p.index)
+
+
+@register_op
+class MeanTokens(Op):
+    name = "mean-tokens"
+    summary = "The mean of the tokens: L×D → D (global average pooling of a token sequence)."
+    category = "pool"
+    accepts = _TOKENS_ONLY
+
+    def infer(self, p: Any, inputs: list[Shape]) -> Shape:
+        return (inputs[0][1],)
+
+    def lower(self, p: Any, inputs: list[Shape], out: Shape) -> torch.nn.Module:
+        from .layers import MeanTokens as Module
+
+        return Module()
+
+
+def _divisors_near(n: int, k: int) -> str:
+    """The divisors of ``n`` closest to ``k`` (at most two), for hints."""
+    divs = [d for d in range(1, min(n, 4 * k + 64) + 1) if n % d == 0]
+    best = sorted(divs, key=lambda d: (abs(d - k), d))[:2]
+    return " or ".join(str(d) for d in sorted(best))
+
+
+@register_op
+class Attention(Op):
+    name = "attention"
+    params_model = AttentionParams
+    summary = ("Multi-head self-attention over L×D tokens (torch.nn.MultiheadAttention, batch_first, with "
+               "query = key = value); D must divide by 'heads'. MACs: the q/k/v and output projections and "
+               "the two attention products.")
+    category = "linear"
+    accepts = _TOKENS_ONLY
+
+    def infer(self, p: AttentionParams, inputs: list[Shape]) -> Shape:
+        d = inputs[0][1]
+        if d % p.heads:
+            raise ShapeError(
+                f"attention with heads={p.heads} needs a token width divisible by it, but the input is "
+                f"{describe_shape(inputs[0])} ({d} features)",
+                hint=f"each head takes D / heads features: choose heads dividing {d} (e.g. {_divisors_near(d, p.heads)})",
+            )
+        return inputs[0]
+
+    def count(self, p: AttentionParams, inputs: list[Shape], out: Shape) -> Counts:
+        length, d = inputs[0]
+        projections = 4 * d * d  # q, k, v (in_proj_weight: 3D×D) and the output projection (D×D)
+        # per token each projection; then Q·Kᵀ (L×L scores, D MACs each) and scores·V (L×D outputs, L MACs each)
+        return Counts(params=projections + (4 * d if p.bias else 0), macs=projections * length + 2 * length * length * d)
+
+    def label(self, p: AttentionParams) -> str:
+        return f"attention {p.heads} heads"
+
+    def lower(self, p: AttentionParams, inputs: list[Shape], out: Shape) -> torch.nn.Module:
+        from .layers import SelfAttention
+
+        return SelfAttention(inputs[0][1], p.heads, dropout=float(p.dropout), bias=p.bias)
+
+
+@register_op
+class ConcatFeatures(Op):
+    name = "concat-features"
+    arity = None
+    summary = "Concatenation of the features of token sequences of the same length: L×D1 + L×D2 → L×(D1+D2)."
+    category = "merge"
+    accepts = _TOKENS_ONLY
+
+    def infer(self, p: Any, inputs: list[Shape]) -> Shape:
+        if len({s[0] for s in inputs}) > 1:
+            raise ShapeError(
+                "cannot concatenate the features of token sequences of different lengths: "
+                + ", ".join(describe_shape(s) for s in inputs),
+                hint="'concat-features' needs the same number of tokens in every input; 'concat' joins the tokens",
+            )
+        return (inputs[0][0], sum(s[1] for s in inputs))
+
+    def lower(self, p: Any, inputs: list[Shape], out: Shape) -> torch.nn.Module:
+        from .layers import ConcatFeatures as Module
+
+        return Module()
 
 
 #: The ops archspec itself defines (a block may not take one of these names; plugin op names are

@@ -257,9 +257,8 @@ def find_op(name: str) -> Op | None:
 
 def unknown_op_help() -> tuple[str, tuple[Note, ...]]:
     """The end of an unknown-op hint (where ops come from) and notes naming plugins that failed to load."""
-    text = ("(see 'Ops' in the README for the list; an op from a plugin needs the plugin loaded: "
-            "--plugin FILE.py or --plugin MODULE on the command line, archspec.load_plugin(...) in Python, "
-            f"or an installed package with an '{ENTRY_POINT_GROUP}' entry point)")
+    text = ("(see 'Ops' in the README for the list; an op from a plugin needs the plugin loaded: --plugin FILE.py "
+            f"or MODULE, archspec.load_plugin(), or an installed package's '{ENTRY_POINT_GROUP}' entry point)")
     with _lock:
         notes = tuple(Note(f"the installed plugin '{f.name}' ({f.value}) failed to load and was skipped: {f.error}",
                            f.span) for f in _failures)
@@ -328,7 +327,7 @@ def _load_path(text: str) -> PluginInfo:
                                                   submodule_search_locations=search)
     if spec is None:  # pragma: no cover - a SourceFileLoader always gives a spec
         raise _plugin_error(f"plugin '{text}' cannot be imported", None)
-    origin = f"plugin file '{text}'"
+    origin = f"plugin {'file' if search is None else 'package'} '{text}'"
     _module_origins[mod_name] = origin
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module  # classes defined there pickle, and inspect.getsource finds them
@@ -342,7 +341,7 @@ def _load_path(text: str) -> PluginInfo:
         raise _plugin_error(f"cannot load plugin '{text}': {_describe(exc)}",
                             _site(exc, str(resolved if search else resolved.parent)),
                             "fix the plugin's code; importing it must register its ops (@register_op)") from None
-    info = PluginInfo(text, key, _ops_of(mod_name, changed), "file")
+    info = PluginInfo(text, key, _ops_of(mod_name, changed), "file" if search is None else "package")
     _local[key] = info
     return info
 
@@ -397,12 +396,14 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 def checked_shape(result: Any) -> Shape:
-    """A plugin's ``infer`` result as a shape: a tuple of 1 (F) or 3 (C, H, W) whole numbers; else :class:`PluginError`."""
+    """A plugin's ``infer`` result as a shape: a tuple of 1 (F), 2 (L, D tokens) or 3 (C, H, W) whole numbers;
+    else :class:`PluginError`."""
     if isinstance(result, list):
         result = tuple(result)
-    if (not isinstance(result, tuple) or len(result) not in (1, 3)
+    if (not isinstance(result, tuple) or len(result) not in (1, 2, 3)
             or not all(isinstance(d, int) and not isinstance(d, bool) for d in result)):
-        raise PluginError(f"returned {_short(result)}, not a shape (a tuple of 1 or 3 whole numbers: (F,) or (C, H, W))")
+        raise PluginError(f"returned {_short(result)}, not a shape (a tuple of 1, 2 or 3 whole numbers: (F,), (L, D) "
+                          "tokens or (C, H, W))")
     return tuple(int(d) for d in result)
 
 

@@ -393,7 +393,7 @@ class _Layout:
             target: _Item | None = None
             for grp in self.chain(node):
                 run = self.runs.get(grp.name)
-                if run is not None and self.collapsed_run(grp):
+                if run is not None and boxes[grp.name] > 1 and self.collapsed_run(grp):
                     fid = f"{grp.name}..{run[-1].local_name}"
                     target = self.items.get(fid) or _Item(fid, "fold", [], groups=run)
                     break
@@ -621,6 +621,9 @@ def _item_label(graph: Graph, lay: _Layout, item: _Item) -> str | _Html:
         head = [f"{what} ×{len(item.groups)}", f"{a} … {lay.display(last)[1]}"]
     else:
         head = [_group_title(first)]
+        copies = [graph.groups.get(c) for c in first.children]
+        if first.kind == "repeat" and copies and all(c is not None and c.block == copies[0].block for c in copies):
+            head = [f"{first.local_name}: {copies[0].block or copies[0].kind} ×{len(copies)}"]  # (a named repeat)
     head.append(f"{fmt_shape(graph.shape_of(first.input))} → {fmt_shape(graph.shape_of(last.output))}")
     tail: list[str] = []
     merges = [graph.nodes[m] for m in lay.members[first.name] if graph.nodes[m].op in ("concat", "add")]
@@ -683,10 +686,10 @@ class _Edge:
 # Page fit: estimated sizes (points), the cut of the main chain into columns or rows, and the depth
 
 _PT_PER_PX = 72 / 96
-_CHAR_W = 0.56  # average glyph width / font size (Helvetica: digits, lower case, '×')
+_CHAR_W = 0.5  # average glyph width / font size (Helvetica: digits, lower case, "×"; calibrated on dot -Tjson)
 _RANKSEP, _NODESEP, _MARGIN = 0.3 * 72, 0.25 * 72, 8.0
-#: The smallest scale a figure is shrunk to for the page width (13 pt text stays ≥ 9 pt).
-_MIN_SCALE = 0.7
+#: The smallest scale a figure is shrunk to for the page width (13 pt text stays ≥ 9.75 pt).
+_MIN_SCALE = 0.75
 
 
 def _box_size(label: str | _Html, style: dict[str, str]) -> tuple[float, float]:
@@ -695,12 +698,12 @@ def _box_size(label: str | _Html, style: dict[str, str]) -> tuple[float, float]:
         return label.width, label.height
     lines = label.split("\n")
     w = max(len(line) for line in lines) * _NODE_FONT * _CHAR_W + 2 * 0.12 * 72
-    h = max(len(lines) * _NODE_FONT * 1.2 + 2 * 0.05 * 72, 0.4 * 72)
+    h = max(len(lines) * _NODE_FONT * 1.13 + 2 * 0.05 * 72, 0.4 * 72)
     shape = style.get("shape", "box")
     if "width" in style:
         w = float(style["width"]) * 72
     elif shape == "ellipse":
-        w, h = w * 1.25, h * 1.25
+        w, h = w * 1.12, h * 1.12
     elif shape == "circle":
         w = h = 0.3 * 72
     return w, h
@@ -802,7 +805,7 @@ class _Geometry:
         if lab_rows and not self.lr:
             cross += _EDGE_FONT * _CHAR_W * 5  # shape labels beside the edges
         elif lab_rows:
-            main += len(lab_rows) * _EDGE_FONT * _CHAR_W * 4
+            main += (len(rows) - 1) * _RANKSEP + len(lab_rows) * _EDGE_FONT * _CHAR_W * 9  # labels take ranks
         return main, cross
 
 
@@ -869,12 +872,12 @@ def _plan_wrap(lay: _Layout, geo: _Geometry, title_lines: Sequence[str], wrap: b
         return single
     scope = _spine(geo)
     page_main = (PAGE_WIDTH_PX if geo.lr else PAGE_HEIGHT_PX) * _PT_PER_PX
-    # The spine: the scope's entries, a cluster longer than half a page replaced by its own entries.
+    # The spine: the scope's entries, a cluster longer than the page replaced by its own entries.
     spine: list[tuple[str, str, str]] = []
     ext: list[tuple[float, float]] = []
     for _, kind, name in geo.entries.get(scope, []):
         inner = geo.entries.get(name, []) if kind == "cluster" else []
-        if kind == "cluster" and geo.extent(name, kind)[0] > page_main / 2 and len(inner) >= 2:
+        if kind == "cluster" and geo.extent(name, kind)[0] > page_main and len(inner) >= 2:
             frame = _CLUSTER_FONT * 1.4 + 2 * _MARGIN
             for j, (_, k2, n2) in enumerate(inner):
                 spine.append((name, k2, n2))
@@ -953,11 +956,17 @@ def _plan_wrap(lay: _Layout, geo: _Geometry, title_lines: Sequence[str], wrap: b
         # shorter but smaller; take the fewest columns that fit the page at a readable scale.
         readable = [o for o in options if o[0].scale >= _MIN_SCALE] or options[:1]
         fits = [o for o in readable if o[0].fits]
-        fit, cuts = fits[0] if fits else min(readable, key=lambda o: o[0].height * o[0].scale)
+        if fits:
+            fit, cuts = fits[0]
+        else:  # the shortest figure, but no more columns than needed to come within 5% of it
+            low = min(o[0].height * o[0].scale for o in readable)
+            fit, cuts = next(o for o in readable if o[0].height * o[0].scale <= low * 1.05)
     else:
-        # Rows one below the other: the fewest rows no longer than the page is wide.
+        # Rows one below the other: the fewest rows no longer than the page is wide, else the fewest
+        # that come within 5% of the narrowest.
         fits = [o for o in options if o[0].width <= PAGE_WIDTH_PX]
-        fit, cuts = fits[0] if fits else min(options, key=lambda o: o[0].width)
+        low = min(o[0].width for o in options)
+        fit, cuts = fits[0] if fits else next(o for o in options if o[0].width <= low * 1.05)
     if not cuts:
         return fit
     column: dict[str, int] = {}
@@ -1023,6 +1032,9 @@ def _draw(graph: Graph, opts: RenderOptions, depth: int | None) -> _Drawing:
             if not lay.between_instances(src, node.name):
                 edge(src, dst, graph.shape_of(src), _is_skip(graph, lay, src, node) and lay.items[dst].node is not None)
     edge(graph.output, "output", graph.output_shape, False)
+    shown = {e.src for e in edges if e.labelled and not e.skip}
+    for e in edges:  # a skip edge repeats the shape its source's main edge already shows
+        e.labelled = e.labelled and not (e.skip and e.src in shown)
 
     titles: dict[str, str] = {}
     for name in lay.clusters:
@@ -1168,23 +1180,27 @@ def _emit(graph: Graph, opts: RenderOptions, d: _Drawing) -> str:
                     parts[parent] = parts.get(parent, 0) + 1
                     open_part = (parent, col)
                 inner = indent + "  "
-            connectors(before, i, inner, "start")
             entry(what, name, inner, depth + (parent != scope))
             connectors(after, i, inner, "end")
         if open_part is not None:
             lines.append(f"{indent}}}")
 
     emit("", "  ", 0)
+    for i in sorted(before):  # column (row) starts at the top level, where their order can be fixed
+        connectors(before, i, "  ", "start")
     for e in edges:
         attrs: dict[str, str] = {}
         if e.labelled:
-            attrs["xlabel"] = e.shape  # an external label takes no rank of its own: a compact layout
+            # Top to bottom, an external label takes no rank of its own (a compact layout); left to right
+            # it would sit on the short edges' boxes, so the label gets its own room there.
+            attrs["label" if opts.direction == "LR" else "xlabel"] = e.shape
         if e.skip:
             attrs.update(style="dashed", color=theme.skip, penwidth="1.6")
         lines.append(f"  {_q(e.src)} -> {_q(e.dst)}" + (" " + _attrs(**attrs) if attrs else "") + ";")
-    if wrap is not None and opts.direction == "LR":
-        # Rows one below the other, in order: the row starts share a rank and are chained invisibly.
-        starts = [_q(f"{letter}:start") for _, _, letter in wrap.cuts]
+    if wrap is not None:
+        # Columns left to right (rows top to bottom), in order: the input and the column starts share a
+        # rank and are chained invisibly.
+        starts = [_q("input"), *(_q(f"{letter}:start") for _, _, letter in wrap.cuts)]
         lines.append("  {rank=same; " + "; ".join(starts) + ";}")
         lines.append("  " + " -> ".join(starts) + ' [style="invis"];')
     lines.append("}")
@@ -1348,6 +1364,23 @@ def _sources(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[tuple[Path, 
     return out, problems
 
 
+def _spec_text(path: Path) -> str:
+    """A spec's text for the gallery (without the editor's schema comment line)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:  # pragma: no cover - it was just analysed
+        return ""
+    lines = [line for line in text.splitlines() if not line.startswith("# yaml-language-server:")]
+    return "\n".join(lines).strip("\n")
+
+
+def _beside(spec: str, image: str) -> str:
+    """Markdown (an HTML table, as GitHub renders it) putting a spec's text beside its diagram."""
+    fence = "~~~~" if "```" in spec else "```"
+    return (f'<table><tr><td valign="top">\n\n{fence}yaml\n{spec}\n{fence}\n\n</td><td valign="top">\n\n'
+            f"{image}\n\n</td></tr></table>\n")
+
+
 def svg_dot_hash(svg: str) -> str | None:
     """The DOT hash a gallery SVG was made from (``None`` if it carries no gallery mark)."""
     m = re.search(_GALLERY_MARK.format("([0-9a-f]{64})"), svg)
@@ -1412,7 +1445,8 @@ def gallery(
             files[out / f"{stem}.svg"] = text  # drawn below, once every spec is known to be valid
         t = graph.total
         entries.append(f"## {graph.name}\n\n`{shown}` · {fmt_shape(graph.input_shape)} → "
-                       f"{fmt_shape(graph.output_shape)} · {t.params:,} params\n\n![{graph.name}]({stem}.svg)\n")
+                       f"{fmt_shape(graph.output_shape)} · {t.params:,} params · {_human(t.macs)} MACs\n\n"
+                       + _beside(_spec_text(spec), f"![{graph.name}]({stem}.svg)"))
     if problems:
         raise ArchspecError(problems)
     if not entries:

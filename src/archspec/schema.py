@@ -69,13 +69,16 @@ def _item_key_properties() -> dict[str, Any]:
     descriptions = {
         "name": "Name of the node or group (default: the op name plus a counter, e.g. conv2).",
         "repeat": "Stack this many copies in sequence (0 skips the item).",
-        "from": "Input node name(s) (graph form, or to branch off an earlier node).",
+        "from": "Input node name(s) (graph form, or to branch off an earlier node); for a block with named "
+                "inputs, a list in their order or a mapping {input: node}.",
         "when": "Keep the item only when this is true (usually an expression).",
     }
     props: dict[str, Any] = {
         "name": {"type": "string", "pattern": _IDENT},
         "repeat": {"anyOf": [{"type": "integer", "minimum": 0}, _EXPR]},
-        "from": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
+        "from": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                           {"type": "object", "propertyNames": {"pattern": _IDENT}, "additionalProperties": {"type": "string"},
+                            "minProperties": 1}]},
         "when": {"anyOf": [{"type": "boolean"}, _EXPR]},
     }
     assert set(props) == set(ITEM_KEYS)
@@ -120,10 +123,17 @@ def json_schema(*, include_plugins: bool = False) -> dict[str, Any]:
 
     for name, op in ops.items():
         def_name = "op-" + name
-        if op.arity is None:
+        if op.arity != 1:  # several inputs: a list of node names, or (a plugin op's) parameters with 'from'
+            names: dict[str, Any] = {"type": "array", "items": {"type": "string"}, "minItems": op.arity or 2}
+            if op.arity is not None:
+                names["maxItems"] = op.arity
+            options: list[dict[str, Any]] = [names, {"type": "null"}]
+            if op.param_names():
+                options.insert(1, _op_params_schema(op))
             args: dict[str, Any] = {
-                "description": (op.summary or name) + " Takes the list of node names to merge.",
-                "anyOf": [{"type": "array", "items": {"type": "string"}, "minItems": 2}, {"type": "null"}],
+                "description": (op.summary or name) + (" Takes the list of node names to merge." if op.arity is None
+                                                       else f" Takes {op.arity} inputs (node names)."),
+                "anyOf": options,
             }
         else:
             params = _op_params_schema(op)

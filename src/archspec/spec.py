@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import ArchspecError, Diagnostic, Span, did_you_mean
 from .expr import is_expression
+from .init import check_section
 from .models import BlockDef, SpecDocument
 from .ops import BUILTIN_OPS, OPS, canonical_op_name
 from .plugins import find_op, unknown_op_help
@@ -75,7 +76,11 @@ _OP_HINTS = {
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One parsed layer item: ``{op: args, name?, repeat?, from?, when?}`` or a bare op name."""
+    """One parsed layer item: ``{op: args, name?, repeat?, from?, when?}`` or a bare op name.
+
+    ``sources`` are the node names of ``from``; when ``from`` is a mapping (a block instance binding its
+    named inputs, ``from: {low: a, skip: b}``), ``source_names`` holds its keys, one per source.
+    """
 
     op: str
     args: Any
@@ -86,6 +91,7 @@ class Item:
     span: Span
     args_span: Span
     raw: Any
+    source_names: tuple[str, ...] | None = None
 
 
 def _loc_span(data: Any, loc: tuple[Any, ...], *, key: bool = False) -> Span | None:
@@ -238,15 +244,25 @@ def _fields_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
         fields = getattr(current, "model_fields", None)
         if fields and part in fields:
             ann = fields[part].annotation
-            inner = getattr(ann, "__args__", None)
-            current = next((a for a in (inner or (ann,)) if hasattr(a, "model_fields")), ann)
+            current = _model_in(ann) or ann
         elif fields is None and hasattr(current, "__args__"):
-            current = next((a for a in current.__args__ if hasattr(a, "model_fields")), None)
+            current = _model_in(current)
         else:
             if isinstance(current, type) and issubclass(current, BaseModel):
                 continue
             return []
     return list(getattr(current, "model_fields", {}) or [])
+
+
+def _model_in(ann: Any, depth: int = 0) -> Any:
+    """The first Pydantic model inside a type annotation (through unions, ``Annotated`` and containers), or None."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()) if depth < 8 else ():
+        found = _model_in(arg, depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 def _friendly(msg: str, value: Any) -> str:
@@ -332,15 +348,19 @@ def parse_item(raw: Any, container: Any, index: Any, *, graph_name: str | None =
             "E-NAME", f"'{name}' is reserved and cannot name a node", span_of(raw, "name") if "name" in raw else span
         )
     sources: tuple[str, ...] | None = None
+    source_names: tuple[str, ...] | None = None
     if "from" in raw:
         src = raw["from"]
         if isinstance(src, str):
             sources = (src,)
         elif isinstance(src, list) and src and all(isinstance(s, str) for s in src):
             sources = tuple(src)
+        elif isinstance(src, dict) and src and all(isinstance(k, str) and isinstance(s, str) for k, s in src.items()):
+            source_names, sources = tuple(src), tuple(src.values())  # a block's named inputs: {low: a, skip: b}
         else:
             raise ArchspecError.single(
-                "E-FROM", f"'from' takes a node name or a list of node names, got {_kind(src)}", span_of(raw, "from")
+                "E-FROM", f"'from' takes a node name, a list of node names or (for a block with named inputs) a "
+                f"mapping {{input: node}}, got {_kind(src)}", span_of(raw, "from")
             )
     return Item(
         op=op,
@@ -352,6 +372,7 @@ def parse_item(raw: Any, container: Any, index: Any, *, graph_name: str | None =
         span=span_of(raw, op, key_position=True) or span,
         args_span=span_of(raw, op) or span,
         raw=raw,
+        source_names=source_names,
     )
 
 
@@ -417,6 +438,9 @@ def check_document(data: Any, path: str, *, library_ok: bool = False) -> tuple[S
     if doc.archspec != 1:
         errors.append(Diagnostic("E-VERSION", f"unsupported spec version {doc.archspec}; this archspec reads version 1",
                                  span_of(data, "archspec")))
+    check_section(doc.init, data.get("init"), data, "init", errors)  # presets and op kinds of every init section
+    for bname, block in doc.blocks.items():
+        check_section(block.init, data["blocks"][bname].get("init"), data["blocks"][bname], "init", errors)
     library = "blocks" in data and not any(key in data for key in ("input", "layers", "graph"))
     if library and not library_ok:
         errors.append(Diagnostic("E-LIBRARY", "this file only defines blocks (it has no 'input' and no 'layers'), "
@@ -463,6 +487,7 @@ def check_bodies(
             errors.append(Diagnostic("E-NAME", f"block name '{bname}' shadows the built-in op of that name",
                                      span_of(data["blocks"], bname, key_position=True), hint="rename the block"))
         _check_body_choice(data["blocks"][bname], errors, f"block '{bname}'")
+        _check_block_inputs(bname, doc.blocks[bname], data["blocks"][bname], errors)
     visible = doc.model_copy(update={"blocks": {**imported, **doc.blocks}})
     visible._block_sources = {**imported_sources, **{b: data["blocks"][b] for b in doc.blocks}}
     block_refs: dict[str, list[tuple[str, Span]]] = {b: [] for b in doc.blocks}
@@ -494,6 +519,35 @@ def _check_body_choice(holder: Any, errors: list[Diagnostic], what: str) -> None
             errors.append(Diagnostic("E-BODY", f"{what} has an empty '{key}'", span_of(holder, key)))
 
 
+def _check_block_inputs(bname: str, block: BlockDef, holder: Any, errors: list[Diagnostic]) -> None:
+    """A block's named inputs: not reserved, distinct, and not also the name of a node of its body."""
+    if not block.inputs or not isinstance(holder, LocMap):
+        return
+    seq = holder["inputs"]
+    nodes: dict[str, Span | None] = {}
+    for key in ("layers", "graph"):
+        if key in holder and isinstance(holder[key], (LocSeq, LocMap)):
+            for raw, cont, idx, gname in body_items(holder[key], holder, key):
+                if gname is not None:
+                    nodes.setdefault(gname, span_of(cont, idx, key_position=True))
+                elif isinstance(raw, LocMap) and isinstance(raw.get("name"), str):
+                    nodes.setdefault(raw["name"], span_of(raw, "name"))
+    seen: set[str] = set()
+    for j, name in enumerate(block.inputs):
+        where = span_of(seq, j)
+        if name in RESERVED_NAMES:
+            errors.append(Diagnostic("E-NAME", f"block '{bname}': '{name}' is reserved and cannot name an input", where,
+                                     hint="'input' already means the block's first input; give each input its own name"))
+        elif name in seen:
+            errors.append(Diagnostic("E-DUP-NAME", f"block '{bname}' names two inputs '{name}'", where))
+        elif name in nodes:
+            node = nodes[name]
+            errors.append(Diagnostic("E-DUP-NAME", f"block '{bname}': input '{name}' is also the name of a node of its "
+                                     "body" + (f" (line {node.line})" if node else ""), where,
+                                     hint="rename the input or the node: inside the block both are nodes"))
+        seen.add(name)
+
+
 def _check_body(
     body: Any,
     container: Any,
@@ -516,6 +570,8 @@ def _check_item(item: Item, doc: SpecDocument, errors: list[Diagnostic], refs: l
     if op in doc.blocks:
         if refs is not None:
             refs.append((op, item.span))
+        if item.source_names is not None:
+            _check_named_sources(op, doc.blocks[op], item, errors)
         if item.args is not None and not isinstance(item.args, LocMap):
             errors.append(Diagnostic("E-ARGS", f"block '{op}' takes a mapping of parameters, not {_kind(item.args)}",
                                      item.args_span))
@@ -529,6 +585,10 @@ def _check_item(item: Item, doc: SpecDocument, errors: list[Diagnostic], refs: l
                                              span_of(item.args, k, key_position=True),
                                              (hint + " " if hint else "") + f"parameters: {allowed}"))
         return
+    if item.source_names is not None and isinstance(item.raw, LocMap) and (
+            op.replace("_", "-") in COMPOSITES or find_op(op) is not None):
+        errors.append(Diagnostic("E-FROM", f"'from' as a mapping binds the named inputs of a block, and '{op}' is not "
+                                 "a block", span_of(item.raw, "from"), hint="write 'from: node' or 'from: [a, b]'"))
     cop = op.replace("_", "-")
     if cop in COMPOSITES:
         _check_composite(cop, item, doc, errors, refs)
@@ -560,6 +620,28 @@ def _check_item(item: Item, doc: SpecDocument, errors: list[Diagnostic], refs: l
             errors.append(Diagnostic("E-UNKNOWN-KEY", f"unknown parameter '{k}' for '{spec_op.name}'",
                                      span_of(item.args, k, key_position=True),
                                      (hint_text + " " if hint_text else "") + f"parameters: {allowed}"))
+
+
+def _check_named_sources(op: str, block: BlockDef, item: Item, errors: list[Diagnostic]) -> None:
+    """``from: {low: a, skip: b}`` on an instance of ``block``: every named input once, no other name."""
+    assert item.source_names is not None and isinstance(item.raw, LocMap)
+    src = item.raw["from"]
+    names = block.inputs or []
+    if not names:
+        errors.append(Diagnostic("E-FROM", f"block '{op}' has one unnamed input; 'from' by input name needs a block "
+                                 "with named inputs", span_of(item.raw, "from"),
+                                 hint="write 'from: node', or give the block 'inputs: [name, ...]'"))
+        return
+    for key in item.source_names:
+        if key not in names:
+            hint = did_you_mean(key, names)
+            errors.append(Diagnostic("E-FROM", f"block '{op}' has no input '{key}'", span_of(src, key, key_position=True),
+                                     (hint + " " if hint else "") + "inputs: " + ", ".join(names)))
+    missing = [n for n in names if n not in item.source_names]
+    if missing and all(key in names for key in item.source_names):
+        errors.append(Diagnostic("E-FROM", f"block '{op}' needs input{'s' if len(missing) > 1 else ''} "
+                                 + ", ".join(f"'{n}'" for n in missing), span_of(item.raw, "from"),
+                                 hint="bind every input: 'from: {" + ", ".join(f"{n}: ..." for n in names) + "}'"))
 
 
 def _example(op: str) -> str:

@@ -198,7 +198,7 @@ def load_weights(model: torch.nn.Module, graph: Graph, weights: str | os.PathLik
     ``E-WEIGHTS`` for a file that is not a state dict or whose tensors do not fit the model (named with
     both shapes), ``E-MAPPING`` for a missing mapping or keys without counterpart.
     """
-    from .mapping import find_mapping
+    from .mapping import find_mapping, map_key
 
     path = os.fsdecode(os.fspath(weights))
     state = _read_checkpoint(path)
@@ -232,8 +232,9 @@ def load_weights(model: torch.nn.Module, graph: Graph, weights: str | os.PathLik
             raise ArchspecError([dataclasses.replace(d, notes=(*d.notes, note)) for d in exc.diagnostics]) from None
         origin = {}
         for key in state:
-            module, _, tensor = key.rpartition(".")
-            origin[f"{table[module]}.{tensor}"] = key
+            found = map_key(key, table)
+            if found is not None:
+                origin[found[0]] = key
     # torch fills in a missing BatchNorm step counter (checkpoints older than its introduction lack it)
     missing = [k for k in own if k not in mapped and not k.endswith(".num_batches_tracked")]
     unexpected = [k for k in mapped if k not in own]
