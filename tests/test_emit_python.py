@@ -266,12 +266,20 @@ def test_plugin_emit_hook_writes_its_definitions_and_literal_arguments(tmp_path:
         del OPS["test-scaled"]
 
 
+def _renamed() -> None:
+    """A function whose ``__name__`` is not the name its source defines."""
+
+
+_renamed.__name__ = "Other"
+
+
 @pytest.mark.parametrize(("call", "defs", "args", "message"), [
     ("Unknown", (Scaled,), (3, 3.0), "emits a call of 'Unknown'"),
     ("__import__('os').system", (Scaled,), (3, 3.0), "emits a call of"),
     ("Scaled", (Scaled,), (3, torch.float32), "not plain data"),
     ("Scaled", ("class Scaled: pass",), (3, 3.0), "must be a class or a function"),
-    ("Scaled", (Scaled, _Twice), (3, 3.0), "not one class or function definition"),
+    ("Scaled", (Scaled, _renamed), (3, 3.0), "not one class or function definition named Other"),
+    ("Scaled", (Scaled, type("Made", (torch.nn.Module,), {})), (3, 3.0), "the source of Made is not available"),
 ])
 def test_emit_hook_results_are_checked(call: str, defs: tuple[Any, ...], args: tuple[Any, ...], message: str) -> None:
     class Bad(_ScaledOp):

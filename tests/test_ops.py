@@ -89,7 +89,34 @@ CASES: dict[str, list[Case]] = {
     "channel-shuffle": [({"groups": 2}, [(6, 3, 3)]), ({"groups": 3}, [(6, 2, 2)]), ({"groups": 1}, [(4, 2, 2)])],
     "layer-scale": [({}, [(4, 3, 3)]), ({"init": 0.5}, [(5,)])],
     "channel-linear": [({"out": 5}, [(3, 4, 4)]), ({"out": 2, "bias": False}, [(4, 1, 1)])],
+    # token sequences (L×D): the ops between images and tokens, a ViT's learned tensors, attention
+    "to-tokens": [({}, [(6, 3, 4)]), ({}, [(5, 1, 1)])],
+    "to-image": [({"h": 3, "w": 4}, [(12, 5)]), ({}, [(9, 2)]), ({"w": 2}, [(6, 3)]), ({"h": 1}, [(4, 3)])],
+    "class-token": [({}, [(6, 8)]), ({}, [(1, 3)])],
+    "pos-embedding": [({}, [(7, 8)]), ({"std": 0.5}, [(2, 3)])],
+    "select-token": [({}, [(7, 8)]), ({"index": -1}, [(7, 8)]), ({"index": 3}, [(4, 2)])],
+    "mean-tokens": [({}, [(7, 8)])],
+    "attention": [({"heads": 2}, [(7, 8)]), ({"heads": 4, "bias": False, "dropout": 0.1}, [(5, 8)]),
+                  ({"heads": 1}, [(1, 3)]), ({"heads": 3}, [(10, 12)])],
+    "concat-features": [({}, [(5, 8), (5, 3)]), ({}, [(2, 1), (2, 2), (2, 3)])],
 }
+_TOKEN_CASES: dict[str, list[Case]] = {  # ops on images or flat features that also work on tokens
+    "linear": [({"out": 5}, [(6, 7)]), ({"out": 3, "bias": False}, [(1, 4)])],
+    "layernorm": [({"eps": 1e-6}, [(5, 8)]), ({"affine": False}, [(3, 4)])],
+    "layer-scale": [({"init": 0.1}, [(5, 8)])],
+    "softmax": [({"dim": -1}, [(4, 6)]), ({}, [(4, 6)])],
+    "gelu": [({}, [(4, 6)])], "relu": [({}, [(4, 6)])], "hardtanh": [({"min": 0, "max": 6}, [(4, 6)])],
+    "dropout": [({"p": 0.2}, [(5, 8)])],
+    "stochastic-depth": [({"p": 0.5}, [(5, 8)]), ({"p": 0.5, "mode": "batch"}, [(5, 8)])],
+    "flatten": [({}, [(5, 8)])],
+    "identity": [({}, [(5, 8)])],
+    "slice": [({"start": 1}, [(7, 8)]), ({"end": -1}, [(7, 8)])],
+    "add": [({}, [(5, 8)] * 2)],
+    "mul": [({}, [(5, 8), (1, 8)]), ({}, [(5, 8), (5, 1)]), ({}, [(5, 8)] * 2)],
+    "concat": [({}, [(1, 8), (6, 8)]), ({}, [(2, 3), (2, 3), (4, 3)])],
+}
+for _name, _cases in _TOKEN_CASES.items():
+    CASES[_name] = [*CASES[_name], *_cases]
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")

@@ -566,8 +566,9 @@ class _WeightedSumModule(torch.nn.Module):
 
 def test_a_merge_of_two_or_more_inputs_takes_parameters() -> None:
     register_op(_WeightedSum)
-    text = ("archspec: 1\nname: w\ninput: [3]\ngraph:\n  a: {linear: {out: 4}, from: input}\n  b: {linear: {out: 4}, from: input}\n"
-            "  c: {linear: {out: 4}, from: input}\n  s: {test-wsum: {scale: 2.0}, from: [a, b, c]}\noutput: s\n")
+    text = ("archspec: 1\nname: w\ninput: [3]\ngraph:\n  a: {linear: {out: 4}, from: input}\n"
+            "  b: {linear: {out: 4}, from: input}\n  c: {linear: {out: 4}, from: input}\n"
+            "  s: {test-wsum: {scale: 2.0}, from: [a, b, c]}\noutput: s\n")
     model = archspec.build(text).eval()
     x = torch.randn(2, 3)
     with torch.no_grad():
@@ -610,3 +611,20 @@ def test_register_op_refuses_malformed_ops() -> None:
         register_op(Nameless)
     with pytest.raises(TypeError, match="Op subclass"):
         register_op(int)  # type: ignore[arg-type]
+
+
+def test_every_command_that_reads_a_spec_takes_plugin(gated_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from archspec.cli import make_parser
+
+    parser = make_parser()
+    for command in (["build", "s"], ["validate", "s"], ["render", "s"], ["summary", "s"], ["export", "s", "-o", "x"],
+                    ["schema"]):
+        args = parser.parse_args([*command, "--plugin", "a.py", "--plugin", "b"])
+        assert args.plugin == ["a.py", "b"], command
+    assert main(["schema", "--plugin", "gated_ops"]) == 0
+    import json
+
+    schema = json.loads(capsys.readouterr().out)
+    gated = schema["$defs"]["op-gated-sum"]
+    names, params = gated["anyOf"][0], gated["anyOf"][1]
+    assert (names["minItems"], names["maxItems"]) == (2, 2) and "init" in params["properties"]

@@ -90,6 +90,16 @@ def test_depth_folds_rows() -> None:
     assert stage2["params"] == sum(r["params"] for r in two if r["name"].startswith("stage2."))
 
 
+def test_repeated_layers_have_distinct_names_in_tables_and_modules() -> None:
+    """dense_concat2 holds conv_block2 (not a second conv_block1): rows and state_dict keys tell them apart."""
+    graph = archspec.analyze(SPECS / "densenet.yaml")
+    rows = [r["name"] for r in summary_rows(graph, 3) if r["type"] == "conv_block"]
+    assert rows[:4] == [f"dense_block1.dense_concat{i}.conv_block{i}" for i in range(1, 5)]
+    keys = archspec.build(graph, device="meta").state_dict()
+    assert "dense_block1.dense_concat2.conv_block2.conv1.weight" in keys
+    assert not any(".dense_concat2.conv_block1." in k for k in keys)
+
+
 def test_cli_table_is_aligned(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "summary", str(SPECS / "googlenet.yaml"), "--depth", "2", "--batch-size", "16")
     assert code == 0

@@ -237,7 +237,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
     fold = frozenset() if args.no_fold else frozenset(n.strip() for n in (args.fold or "*").split(",") if n.strip())
     opts = RenderOptions(depth=args.depth, direction=args.direction, theme=args.theme, fold=fold, fuse=not args.no_fuse,
-                         wrap=not args.no_wrap)
+                         wrap=not args.no_wrap, init=args.init)
     overrides = _parse_sets(args.set)
     if args.gallery is not None:
         if args.output or args.format or overrides or args.input is not None:
@@ -276,7 +276,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     graph = analyze(args.spec, _parse_sets(args.set), input_shape=_parse_input(args.input) if args.input is not None else None,
                     import_roots=args.import_root)
     _print_diags(graph.warnings)
-    opts = {"depth": args.depth, "batch_size": args.batch_size, "dtype": args.dtype}
+    opts = {"depth": args.depth, "batch_size": args.batch_size, "dtype": args.dtype, "init": args.init}
     if args.json:
         print(json.dumps(summary_json(graph, **opts), indent=2))
     elif args.markdown:
@@ -372,6 +372,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fuse", action="store_true", help="draw activations as their own nodes")
     p.add_argument("--no-wrap", action="store_true",
                    help="one long column (row with --direction LR) instead of wrapping to a page's width")
+    p.add_argument("--init", action="store_true",
+                   help="show each layer's initialisation (where the spec's init differs from PyTorch's default)")
     p.add_argument("--set", metavar="NAME=VALUE", action="append", default=[], help="override a top-level parameter")
     p.add_argument("--import-root", metavar="DIR", action="append", default=[],
                    help="also allow the spec's imports to read from DIR (repeatable; default: the spec's folder tree only)")
@@ -393,6 +395,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1, metavar="N", help="batch size for MACs and memory (default 1)")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16", "float64"], default="float32",
                    help="element type for the memory estimates (default float32)")
+    p.add_argument("--init", action="store_true",
+                   help="add a column with each layer's initialisation (the spec's init: scheme of weight and bias)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print one JSON object")
     fmt.add_argument("--markdown", action="store_true", help="print a Markdown table (for docs)")

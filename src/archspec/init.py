@@ -47,11 +47,13 @@ __all__ = [
     "apply_inits",
     "check_section",
     "describe",
+    "init_text",
     "module_inits",
     "resolve",
     "seeded",
     "source_lines",
     "state_digest",
+    "tensor_inits",
     "torch_call",
 ]
 
@@ -151,6 +153,13 @@ PRESETS: dict[str, Preset] = {
         "conv weights Kaiming-uniform (fan_in), bias 0; the final conv normal(0, 0.01) needs a node rule",
         "torchvision.models.SqueezeNet",
         {"conv": {"weight": "kaiming_uniform", "bias": 0}, "*": _DEFAULT}),
+    "torchvision-vit": Preset(
+        "conv (the patch embedding) weights truncated normal (std 1/√fan_in), bias 0; linear (the MLPs) weights "
+        "Xavier-uniform, biases normal(0, 1e-6); attention, class token, position embedding as built; the "
+        "classifier head is zeroed by a node rule in the spec",
+        "torchvision.models.VisionTransformer and its MLPBlock",
+        {"conv": {"weight": {"scheme": "trunc_normal", "std": 1, "scale": "fan_in"}, "bias": "zeros"},
+         "linear": {"weight": "xavier_uniform", "bias": {"scheme": "normal", "std": 1e-6}}, "*": _DEFAULT}),
     "torchvision-convnext": Preset(
         "conv and linear (also channel-linear) weights truncated normal (std 0.02), bias 0; LayerNorm default",
         "torchvision.models.ConvNeXt",
@@ -196,6 +205,25 @@ def describe(graph: Graph, node: Node) -> str:
         ti = chosen.get(t)
         parts.append(f"{t} {ti.describe() if ti is not None else 'default'}")
     return "; ".join(parts)
+
+
+def init_text(graph: Graph, node: Node) -> str:
+    """A compact line for diagrams: ``weight kaiming_normal(fan_out, relu)``, ``weight 1, bias 0``; empty when default."""
+    chosen = graph.init.get(node.name)
+    if not chosen:
+        return ""
+    parts = []
+    for t, ti in chosen.items():
+        values = [_num(v) for _, v in ti.args]
+        text = values[0] if ti.scheme == "constant" else ti.scheme + (f"({', '.join(values)})" if values else "")
+        parts.append(f"{t} {text}")
+    return ", ".join(parts)
+
+
+def tensor_inits(graph: Graph, node: Node) -> dict[str, str]:
+    """Each learned tensor of ``node`` → its scheme (``default`` for PyTorch's); empty for a node without weights."""
+    chosen = graph.init.get(node.name, {})
+    return {t: chosen[t].describe() if t in chosen else "default" for t in _node_tensors(node)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -408,7 +436,7 @@ def resolve(graph: Graph, doc: SpecDocument, data: Any) -> None:
             chains[name] = levels
         return levels
 
-    errors: list[Diagnostic] = []
+    errors: dict[tuple[Span | None, str, str], tuple[TensorInit, list[str]]] = {}  # (rule, op, tensor) → nodes
     init: dict[str, dict[str, Any]] = {}
     for node in graph.nodes.values():
         if node.counts.params == 0:
@@ -425,16 +453,20 @@ def resolve(graph: Graph, doc: SpecDocument, data: Any) -> None:
                 continue
             fans = ti.scheme in _FAN_SCHEMES or any(k == "scale" for k, _ in ti.args)
             if fans and ndim is not None and ndim < 2:
-                errors.append(Diagnostic(
-                    "E-INIT", f"{node.name}: {ti.describe()} reads the fans of a tensor, but the {tensor} of a "
-                    f"'{node.op}' node has one dimension ({ti.origin})", ti.span,
-                    hint="use a scheme without fans for it (constant, normal, uniform, ...)"))
+                errors.setdefault((ti.span, node.op, tensor), (ti, []))[1].append(node.name)
                 continue
             chosen[tensor] = ti
         if chosen:
             init[node.name] = chosen
     if errors:
-        raise ArchspecError(sorted(_dedupe(errors), key=Diagnostic.sort_key) + list(graph.warnings))
+        diags = []
+        for (span, op, tensor), (ti, names) in errors.items():
+            more = f" and {len(names) - 1:,} more" if len(names) > 1 else ""
+            diags.append(Diagnostic(
+                "E-INIT", f"{ti.describe()} reads the fans of a tensor of two or more dimensions, but the {tensor} "
+                f"of a '{op}' node has one ({names[0]}{more}; {ti.origin})", span,
+                hint="give this tensor a scheme without fans (constant, normal, uniform, ...), or narrow the rule"))
+        raise ArchspecError(sorted(diags, key=Diagnostic.sort_key) + list(graph.warnings))
     graph.init = init
     for _, rules in compiled.values():
         if not rules.warn:
@@ -478,16 +510,6 @@ def _pick(levels: tuple[_Level, ...], matching: list[list[_Pattern]], op: str, t
                 if rule is not None and tensor in rule:
                     return rule[tensor]
     return None
-
-
-def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
-    seen: set[tuple[str, str, Span | None]] = set()
-    out = []
-    for d in diags:
-        if (d.code, d.message, d.span) not in seen:
-            seen.add((d.code, d.message, d.span))
-            out.append(d)
-    return out
 
 
 # --------------------------------------------------------------------------------------------------

@@ -19,9 +19,12 @@ Token sequences (N, L, D), as torchvision's ``VisionTransformer`` computes them:
 * :class:`ClassToken` — prepends the learned ``class_token`` of shape ``(1, 1, D)``.
 * :class:`PosEmbedding` — adds the learned ``pos_embedding`` of shape ``(1, L, D)``.
 * :class:`SelectToken`, :class:`MeanTokens` — one token, or the mean of the tokens, as an (N, D) tensor.
-* :class:`SelfAttention` — ``nn.MultiheadAttention(batch_first=True)`` called as ``attn(x, x, x)``,
-  with its parameter layout (``in_proj_weight``, ``in_proj_bias``, ``out_proj``).
+* :class:`SelfAttention` — multi-head self-attention with ``nn.MultiheadAttention``'s parameters
+  (``in_proj_weight``, ``in_proj_bias``, ``out_proj``), computed with ``scaled_dot_product_attention``.
 * :class:`ConcatFeatures` — ``torch.cat`` on the last (feature) dimension.
+* :class:`WindowAttention` — torchvision's ``ShiftedWindowAttention`` (Swin) on the tokens of an
+  h×w grid, with its ``qkv``, ``proj``, ``relative_position_bias_table`` and ``relative_position_index``.
+* :class:`MergePatches` — the token rearrangement of torchvision's ``PatchMerging`` (``_patch_merging_pad``).
 
 Every constructor argument is kept as an attribute of the same name (as ``torch.nn`` modules do), so
 a module can be re-created from its attributes.  This module imports torch only, never archspec.
@@ -34,8 +37,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 __all__ = ["ChannelLinear", "ChannelShuffle", "ChannelSlice", "ClassToken", "ConcatFeatures", "LayerNorm2d", "LayerScale",
-           "MeanTokens", "PosEmbedding", "SelectToken", "SelfAttention", "StochasticDepth", "ToImage", "ToTokens",
-           "channel_shuffle", "stochastic_depth"]
+           "MeanTokens", "MergePatches", "PosEmbedding", "SelectToken", "SelfAttention", "StochasticDepth", "ToImage",
+           "ToTokens", "WindowAttention", "channel_shuffle", "relative_position_index", "shifted_window_mask",
+           "stochastic_depth"]
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -240,12 +244,15 @@ class MeanTokens(nn.Module):
 
 
 class SelfAttention(nn.MultiheadAttention):
-    """Multi-head self-attention over (N, L, D) tokens: ``nn.MultiheadAttention(batch_first=True)`` as ``attn(x, x, x)``.
+    """Multi-head self-attention over (N, L, D) tokens: what ``nn.MultiheadAttention(batch_first=True)``
+    computes as ``attn(x, x, x, need_weights=False)[0]``, with its parameters and their initialisation.
 
     The parameters are ``nn.MultiheadAttention``'s (``in_proj_weight`` (3D, D), ``in_proj_bias`` (3D),
-    ``out_proj.weight``, ``out_proj.bias``), so torchvision's ``self_attention`` weights load as they are,
-    and PyTorch picks its fused kernels (the native fast path in inference, ``scaled_dot_product_attention``
-    in training) exactly as for torchvision's encoder blocks.
+    ``out_proj.weight``, ``out_proj.bias``), so torchvision's ``self_attention`` weights load as they are.
+    The forward is the packed q/k/v projection, ``F.scaled_dot_product_attention`` (PyTorch's fused
+    kernels) and the output projection: the computation of ``nn.MultiheadAttention``'s own training path,
+    written so that it holds no size check on the batch (``torch.export`` keeps the batch dynamic even
+    when traced with one sample) and ``torch.compile`` traces it whole.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True) -> None:
@@ -258,7 +265,11 @@ class SelfAttention(nn.MultiheadAttention):
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         """Attend from every token to every token of ``x`` (N, L, D); no weights are returned."""
-        return super().forward(x, x, x, need_weights=False)[0]
+        n, length, d = x.shape
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        q, k, v = qkv.view(n, length, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return F.linear(y.transpose(1, 2).reshape(n, length, d), self.out_proj.weight, self.out_proj.bias)
 
 
 class ConcatFeatures(nn.Module):
@@ -267,3 +278,119 @@ class ConcatFeatures(nn.Module):
     def forward(self, *xs: Tensor) -> Tensor:
         """``torch.cat(xs, dim=-1)``."""
         return torch.cat(xs, dim=-1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Swin: windows of an h×w token grid.  A token sequence (N, h·w, C) in row-major order has the memory
+# layout of torchvision's (N, h, w, C) Swin activations, so these modules only view it as a grid.
+
+
+def relative_position_index(wh: int, ww: int) -> Tensor:
+    """torchvision's ``relative_position_index``: for each pair of positions of a wh×ww window, the row of the
+    bias table holding their offset, as one flat int64 tensor of (wh·ww)² entries."""
+    coords = torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij")).flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
+    return ((rel[:, :, 0] + wh - 1) * (2 * ww - 1) + rel[:, :, 1] + ww - 1).flatten()
+
+
+def shifted_window_mask(ph: int, pw: int, wh: int, ww: int, sh: int, sw: int, x: Tensor) -> Tensor:
+    """torchvision's attention mask for shifted windows, (windows, wh·ww, wh·ww): 0 within a region, -100 across
+    the regions the cyclic shift brought together (same dtype and device as ``x``)."""
+    mask = x.new_zeros((ph, pw))
+    count = 0
+    for h0, h1 in ((0, -wh), (-wh, -sh), (-sh, None)):
+        for w0, w1 in ((0, -ww), (-ww, -sw), (-sw, None)):
+            mask[h0:h1, w0:w1] = count
+            count += 1
+    mask = mask.view(ph // wh, wh, pw // ww, ww).permute(0, 2, 1, 3).reshape(-1, wh * ww)
+    mask = mask.unsqueeze(1) - mask.unsqueeze(2)
+    return mask.masked_fill(mask != 0, -100.0)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside windows of an h×w token grid, with a learned relative position bias and an
+    optional cyclic shift: torchvision's ``ShiftedWindowAttention`` on (N, h·w, C) tokens in row-major order.
+
+    The grid is padded at the bottom and right to whole windows; a shift is dropped along a side that one
+    window covers.  Parameters and buffer as torchvision's: ``qkv`` and ``proj`` (``nn.Linear``),
+    ``relative_position_bias_table`` ((2·wh−1)(2·ww−1), heads) and ``relative_position_index`` (int64).
+    The products run in ``F.scaled_dot_product_attention`` with the bias (and the shift mask) as its mask.
+    """
+
+    def __init__(self, dim: int, num_heads: int, h: int, w: int, window_size: tuple[int, int] = (7, 7),
+                 shift_size: tuple[int, int] = (0, 0), dropout: float = 0.0, bias: bool = True) -> None:
+        super().__init__()
+        self.dim = dim
+        self.num_heads = num_heads
+        self.h = h
+        self.w = w
+        self.window_size = tuple(window_size)
+        self.shift_size = tuple(shift_size)
+        self.dropout = dropout
+        self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
+        self.proj = nn.Linear(dim, dim, bias=bias)
+        wh, ww = self.window_size
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * wh - 1) * (2 * ww - 1), num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer("relative_position_index", relative_position_index(wh, ww))
+
+    @property
+    def bias(self) -> Tensor | None:
+        """The q/k/v projection's bias (None when built with ``bias=False``)."""
+        return self.qkv.bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Attend within each window of the grid ``x`` (N, h·w, C) holds; same shape out."""
+        n, _, c = x.shape
+        (wh, ww), heads = self.window_size, self.num_heads
+        ph, pw = -(-self.h // wh) * wh, -(-self.w // ww) * ww  # padded to whole windows
+        sh = self.shift_size[0] if wh < ph else 0
+        sw = self.shift_size[1] if ww < pw else 0
+        x = x.view(n, self.h, self.w, c)
+        if (ph, pw) != (self.h, self.w):
+            x = F.pad(x, (0, 0, 0, pw - self.w, 0, ph - self.h))
+        if sh or sw:
+            x = torch.roll(x, shifts=(-sh, -sw), dims=(1, 2))
+        nh, nw, size = ph // wh, pw // ww, wh * ww
+        qkv = self.qkv(x)  # per token, so before the windows are cut out (as many tokens, same values)
+        qkv = qkv.view(n, nh, wh, nw, ww, 3, heads, c // heads).permute(5, 0, 1, 3, 6, 2, 4, 7)
+        q, k, v = qkv.reshape(3, n * nh * nw, heads, size, c // heads).unbind(0)
+        mask = self.relative_position_bias_table[self.relative_position_index].view(size, size, heads)
+        mask = mask.permute(2, 0, 1).unsqueeze(0)  # 1, heads, size, size
+        if sh or sw:
+            windows = shifted_window_mask(ph, pw, wh, ww, sh, sw, x).unsqueeze(1)  # windows, 1, size, size
+            mask = (mask + windows).repeat(n, 1, 1, 1)  # the windows of every sample, in q's order
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        y = y.view(n, nh, nw, heads, wh, ww, c // heads).permute(0, 1, 4, 2, 5, 3, 6).reshape(n, ph, pw, c)
+        x = self.proj(y)
+        if sh or sw:
+            x = torch.roll(x, shifts=(sh, sw), dims=(1, 2))
+        if (ph, pw) != (self.h, self.w):
+            x = x[:, : self.h, : self.w]
+        return x.reshape(n, self.h * self.w, c)
+
+    def extra_repr(self) -> str:
+        return (f"dim={self.dim}, num_heads={self.num_heads}, grid=({self.h}, {self.w}), window_size={self.window_size}, "
+                f"shift_size={self.shift_size}")
+
+
+class MergePatches(nn.Module):
+    """Each 2×2 neighbourhood of an h×w token grid becomes one token: (N, h·w, C) → (N, ⌈h/2⌉·⌈w/2⌉, 4C), the
+    four in torchvision's ``_patch_merging_pad`` order ((0, 0), (1, 0), (0, 1), (1, 1)); odd sides are padded."""
+
+    def __init__(self, h: int, w: int) -> None:
+        super().__init__()
+        self.h = h
+        self.w = w
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Rearrange the tokens of ``x`` (N, h·w, C)."""
+        n, _, c = x.shape
+        x = x.view(n, self.h, self.w, c)
+        if self.h % 2 or self.w % 2:
+            x = F.pad(x, (0, 0, 0, self.w % 2, 0, self.h % 2))
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
+        return x.reshape(n, -1, 4 * c)
+
+    def extra_repr(self) -> str:
+        return f"h={self.h}, w={self.w}"

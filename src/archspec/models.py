@@ -52,6 +52,7 @@ __all__ = [
     "LeakyReluParams",
     "LinearParams",
     "MaxPoolParams",
+    "MergePatchesParams",
     "NoParams",
     "OpParams",
     "PReluParams",
@@ -64,6 +65,7 @@ __all__ = [
     "StochasticDepthParams",
     "ToImageParams",
     "UpsampleParams",
+    "WindowAttentionParams",
 ]
 
 #: Upper bound on a channel or feature count: anything larger is a typo, not a layer.
@@ -332,6 +334,28 @@ class AttentionParams(OpParams):
     heads: PosInt = Field(description="Number of attention heads; the token width D must divide by it.")
     bias: StrictBool = Field(True, description="Whether the q/k/v and output projections add a learned bias.")
     dropout: Prob = Field(0.0, description="Dropout on the attention weights during training.")
+
+
+class MergePatchesParams(OpParams):
+    """Parameters of merge-patches: each 2×2 neighbourhood of an h×w token grid becomes one token (Swin)."""
+
+    h: PosInt | None = Field(None, description="Height of the token grid; default: L / w, or √L when neither is given.")
+    w: PosInt | None = Field(None, description="Width of the token grid; default: L / h, or √L when neither is given.")
+
+
+class WindowAttentionParams(OpParams):
+    """Parameters of (shifted) window attention with a relative position bias over an h×w token grid (Swin)."""
+
+    heads: PosInt = Field(description="Number of attention heads; the token width D must divide by it.")
+    window: Pair = Field(7, description="Window size: an int or [height, width]; the grid is padded to whole windows.")
+    shift: NonNegPair = Field(
+        0, description="Cyclic shift of the grid before windowing (Swin's odd blocks: window // 2): an int or "
+        "[height, width], smaller than the window; none along a side the window covers whole."
+    )
+    bias: StrictBool = Field(True, description="Whether the q/k/v and output projections add a learned bias.")
+    dropout: Prob = Field(0.0, description="Dropout on the attention weights during training.")
+    h: PosInt | None = Field(None, description="Height of the token grid; default: L / w, or √L when neither is given.")
+    w: PosInt | None = Field(None, description="Width of the token grid; default: L / h, or √L when neither is given.")
 
 
 # --------------------------------------------------------------------------------------------------

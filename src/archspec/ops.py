@@ -49,6 +49,7 @@ from .models import (
     LeakyReluParams,
     LinearParams,
     MaxPoolParams,
+    MergePatchesParams,
     NoParams,
     OpParams,
     PosEmbeddingParams,
@@ -59,6 +60,7 @@ from .models import (
     StochasticDepthParams,
     ToImageParams,
     UpsampleParams,
+    WindowAttentionParams,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -1198,16 +1200,15 @@ class ToTokens(Op):
         return Module()
 
 
-def _image_size(p: ToImageParams, shape: Shape) -> tuple[int, int]:
-    """(h, w) of to-image for an L×D input; raise :class:`ShapeError` unless h·w = L."""
+def _grid(op: str, h: int | None, w: int | None, shape: Shape) -> tuple[int, int]:
+    """The (h, w) grid an op reads L×D tokens as (given, or h = w = √L); raise :class:`ShapeError` unless h·w = L."""
     length = shape[0]
-    h, w = p.h, p.w
     if h is None and w is None:
         side = math.isqrt(length)
         if side * side != length:
             raise ShapeError(
-                f"to-image without 'h' and 'w' needs a square number of tokens, but the input is {describe_shape(shape)}",
-                hint="give the grid as to-image: {h: ..., w: ...} with h·w equal to the number of tokens "
+                f"{op} without 'h' and 'w' needs a square number of tokens, but the input is {describe_shape(shape)}",
+                hint=f"give the grid as {op}: {{h: ..., w: ...}} with h·w equal to the number of tokens "
                 "(a class token must be removed first: slice: {start: 1})",
             )
         return side, side
@@ -1216,17 +1217,22 @@ def _image_size(p: ToImageParams, shape: Shape) -> tuple[int, int]:
         assert given is not None
         if length % given:
             raise ShapeError(
-                f"to-image with {name}={given} needs a number of tokens divisible by it, but the input is "
+                f"{op} with {name}={given} needs a number of tokens divisible by it, but the input is "
                 f"{describe_shape(shape)}",
                 hint=f"h·w must equal the {length} tokens",
             )
         return (given, length // given) if name == "h" else (length // given, given)
     if h * w != length:
         raise ShapeError(
-            f"to-image {h}×{w} needs {h * w} tokens, but the input is {describe_shape(shape)}",
+            f"{op} {h}×{w} needs {h * w} tokens, but the input is {describe_shape(shape)}",
             hint=f"h·w must equal the {length} tokens",
         )
     return h, w
+
+
+def _image_size(p: ToImageParams, shape: Shape) -> tuple[int, int]:
+    """(h, w) of to-image for an L×D input; raise :class:`ShapeError` unless h·w = L."""
+    return _grid("to-image", p.h, p.w, shape)
 
 
 @register_op
@@ -1373,7 +1379,7 @@ class Attention(Op):
         return Counts(params=projections + (4 * d if p.bias else 0), macs=projections * length + 2 * length * length * d)
 
     def label(self, p: AttentionParams) -> str:
-        return f"attention {p.heads} heads"
+        return f"attention {p.heads} head{'s' if p.heads != 1 else ''}"
 
     def lower(self, p: AttentionParams, inputs: list[Shape], out: Shape) -> torch.nn.Module:
         from .layers import SelfAttention
@@ -1381,12 +1387,92 @@ class Attention(Op):
         return SelfAttention(inputs[0][1], p.heads, dropout=float(p.dropout), bias=p.bias)
 
 
+def _grid_label(text: str, h: int | None, w: int | None) -> str:
+    if h is not None and w is not None:
+        return f"{text} {h}×{w}"
+    return text + (f" h={h}" if h is not None else "") + (f" w={w}" if w is not None else "")
+
+
+@register_op
+class MergePatches(Op):
+    name = "merge-patches"
+    params_model = MergePatchesParams
+    summary = ("Each 2×2 neighbourhood of an h×w token grid becomes one token: L×C → (⌈h/2⌉·⌈w/2⌉)×4C, in "
+               "torchvision's PatchMerging order (Swin's patch merging is this, a layernorm and a linear to 2C).")
+    category = "shape"
+    accepts = _TOKENS_ONLY
+
+    def infer(self, p: MergePatchesParams, inputs: list[Shape]) -> Shape:
+        h, w = _grid("merge-patches", p.h, p.w, inputs[0])
+        return (-(-h // 2) * -(-w // 2), 4 * inputs[0][1])
+
+    def label(self, p: MergePatchesParams) -> str:
+        return _grid_label("merge-patches", p.h, p.w)
+
+    def lower(self, p: MergePatchesParams, inputs: list[Shape], out: Shape) -> torch.nn.Module:
+        from .layers import MergePatches as Module
+
+        return Module(*_grid("merge-patches", p.h, p.w, inputs[0]))
+
+
+def _windows(p: WindowAttentionParams, shape: Shape) -> tuple[int, int, int, int, int, int]:
+    """(h, w, padded h, padded w, window h, window w) of window-attention; raise :class:`ShapeError` if invalid."""
+    h, w = _grid("window-attention", p.h, p.w, shape)
+    d = shape[1]
+    if d % p.heads:
+        raise ShapeError(
+            f"window-attention with heads={p.heads} needs a token width divisible by it, but the input is "
+            f"{describe_shape(shape)} ({d} features)",
+            hint=f"each head takes D / heads features: choose heads dividing {d} (e.g. {_divisors_near(d, p.heads)})",
+        )
+    (wh, ww), (sh, sw) = pair(p.window), pair(p.shift)
+    if sh >= wh or sw >= ww:
+        raise ShapeError(f"window-attention shift {_fmt_pair((sh, sw))} must be smaller than the window "
+                         f"{_fmt_pair((wh, ww))}", hint="Swin shifts by half a window: shift = window // 2")
+    return h, w, -(-h // wh) * wh, -(-w // ww) * ww, wh, ww
+
+
+@register_op
+class WindowAttention(Op):
+    name = "window-attention"
+    params_model = WindowAttentionParams
+    summary = ("Multi-head self-attention within windows of an h×w token grid, optionally cyclically shifted, with a "
+               "learned relative position bias (Swin; torchvision's ShiftedWindowAttention). MACs: the projections "
+               "and the two attention products in every window.")
+    category = "linear"
+    accepts = _TOKENS_ONLY
+
+    def infer(self, p: WindowAttentionParams, inputs: list[Shape]) -> Shape:
+        _windows(p, inputs[0])
+        return inputs[0]
+
+    def count(self, p: WindowAttentionParams, inputs: list[Shape], out: Shape) -> Counts:
+        d = inputs[0][1]
+        _, _, ph, pw, wh, ww = _windows(p, inputs[0])
+        tokens, size = ph * pw, wh * ww  # padded grid; tokens per window
+        table = (2 * wh - 1) * (2 * ww - 1) * p.heads
+        params = 4 * d * d + (4 * d if p.bias else 0) + table
+        # q/k/v and output projections on every (padded) token; Q·Kᵀ and weights·V in every window
+        macs = 4 * d * d * tokens + 2 * tokens * size * d
+        return Counts(params=params, buffers=size * size, macs=macs, int_buffers=size * size)
+
+    def label(self, p: WindowAttentionParams) -> str:
+        text = f"window-attention {_fmt_pair(pair(p.window))}, {p.heads} head{'s' if p.heads != 1 else ''}"
+        return text + (f", shift {_fmt_pair(pair(p.shift))}" if pair(p.shift) != (0, 0) else "")
+
+    def lower(self, p: WindowAttentionParams, inputs: list[Shape], out: Shape) -> torch.nn.Module:
+        from .layers import WindowAttention as Module
+
+        h, w, *_ = _windows(p, inputs[0])
+        return Module(inputs[0][1], p.heads, h, w, pair(p.window), pair(p.shift), dropout=float(p.dropout), bias=p.bias)
+
+
 @register_op
 class ConcatFeatures(Op):
     name = "concat-features"
     arity = None
     summary = "Concatenation of the features of token sequences of the same length: L×D1 + L×D2 → L×(D1+D2)."
-    category = "merge"
+    category = "shape"  # a module (torch.cat on the last dimension), not one of the merges written as expressions
     accepts = _TOKENS_ONLY
 
     def infer(self, p: Any, inputs: list[Shape]) -> Shape:

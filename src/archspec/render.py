@@ -36,6 +36,7 @@ from typing import Any
 
 from .errors import ArchspecError, Diagnostic
 from .fsutil import check_output, check_output_dir, mkdirs, write_atomic
+from .init import init_text
 from .ir import Graph, Group, Node
 from .ops import Shape, fmt_shape, get_op, pair
 
@@ -124,7 +125,8 @@ class RenderOptions:
     ``×N`` (``"*"`` = all, the default; empty = none).  ``direction``: ``"TB"`` or ``"LR"``.
     ``theme``: a key of :data:`THEMES`.  ``fuse``: draw activations, and norms following a
     conv/linear, inside their producer's box (``conv 3×3, 64 + bn + relu``).  ``wrap``: cut a long
-    network into columns (TB) or rows (LR) to fit a page :data:`PAGE_WIDTH_PX` wide.
+    network into columns (TB) or rows (LR) to fit a page :data:`PAGE_WIDTH_PX` wide.  ``init``: add
+    each layer's initialisation to its box (``conv: weight kaiming_normal(fan_out, relu)``; ``render --init``).
     """
 
     depth: int | str | None = DEFAULT_DEPTH
@@ -133,6 +135,7 @@ class RenderOptions:
     fold: frozenset[str] = frozenset({"*"})
     fuse: bool = True
     wrap: bool = True
+    init: bool = False
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -522,7 +525,7 @@ def _node_label(graph: Graph, members: Sequence[str]) -> str:
         text, _, rest = _merge_text(graph, node).partition("\n")
     else:
         text, rest = op_text(node), ""
-        if node.role == "shortcut":
+        if node.role == "shortcut" or _starts_shortcut(graph, node):
             text = f"shortcut\n{text}"
     for extra in members[1:]:
         text += " + " + _FUSED_NAMES.get(graph.nodes[extra].op, op_text(graph.nodes[extra]))
@@ -532,6 +535,17 @@ def _node_label(graph: Graph, members: Sequence[str]) -> str:
     if params:
         text += f"\n{_human(params)} params"
     return text
+
+
+def _starts_shortcut(graph: Graph, node: Node) -> bool:
+    """Whether a node is the first op of a residual-add's explicit shortcut (``shortcut: [conv, bn]``)."""
+    cur = node.group
+    while cur:
+        grp = graph.groups[cur]
+        if grp.kind == "shortcut":
+            return node.inputs == (grp.input,)
+        cur = grp.parent
+    return False
 
 
 _NUMBER = re.compile(r"(\d+(?:\.\d+)?[KMG]?)")
@@ -761,23 +775,6 @@ class _Geometry:
         self.cache[what] = (main, cross)
         return main, cross
 
-    def outside(self, scope: str) -> tuple[float, float]:
-        """Main extent of what is drawn before and after ``scope`` (in the clusters around it)."""
-        head = tail = 0.0
-        cur = scope
-        while cur:
-            parent = self.lay.enclosing_cluster(self.lay.g.groups[cur].parent)
-            names = [n for _, _, n in self.entries.get(parent, [])]
-            idx = names.index(cur)
-            for i, (_, kind, name) in enumerate(self.entries.get(parent, [])):
-                if i != idx:
-                    m = self.extent(name, kind)[0] + _RANKSEP
-                    head, tail = (head + m, tail) if i < idx else (head, tail + m)
-            head += _CLUSTER_FONT * 1.4 + _MARGIN
-            tail += _MARGIN
-            cur = parent
-        return head, tail
-
     def content(self, scope: str) -> tuple[float, float]:
         """(main, cross) extent of a scope's entries laid out by rank (longest path in execution order)."""
         entries = self.entries.get(scope, [])
@@ -811,12 +808,12 @@ class _Geometry:
 
 @dataclass
 class _Wrap:
-    """Where the main chain is cut.  ``spine`` is the cut scope's entries in order, with the entries of
-    its biggest clusters in their place (``(parent, kind, name)``); a cut between two entries of such a
-    cluster draws it as one frame per column, the later ones titled "(continued)"."""
+    """Where the main chain is cut.  ``spine`` is the top level's entries in order, with the entries of
+    the clusters along the main chain (and of those longer than a page) in their place, each with the
+    clusters around it (``(frames, kind, name)``); a cluster cut by a column is drawn as one frame per
+    column, the later ones titled "(continued)"."""
 
-    scope: str
-    spine: list[tuple[str, str, str]]
+    spine: list[tuple[tuple[str, ...], str, str]]
     cuts: list[tuple[int, str, str]]  # (index of the last spine entry before the cut, source item, letter)
     column: dict[str, int]  # item id → column (row) it is drawn in
 
@@ -871,37 +868,40 @@ def _plan_wrap(lay: _Layout, geo: _Geometry, title_lines: Sequence[str], wrap: b
     if not wrap:
         return single
     scope = _spine(geo)
+    on_path = {scope}
+    cur = scope
+    while cur:
+        cur = lay.enclosing_cluster(lay.g.groups[cur].parent)
+        on_path.add(cur)
     page_main = (PAGE_WIDTH_PX if geo.lr else PAGE_HEIGHT_PX) * _PT_PER_PX
-    # The spine: the scope's entries, a cluster longer than the page replaced by its own entries.
-    spine: list[tuple[str, str, str]] = []
+    frame = _CLUSTER_FONT * 1.4 + 2 * _MARGIN
+    # The spine: the top level's entries in order, the clusters on the way to the cut scope and those
+    # longer than the page replaced by their own entries (those clusters get one frame per column).
+    spine: list[tuple[tuple[str, ...], str, str]] = []
     ext: list[tuple[float, float]] = []
-    for _, kind, name in geo.entries.get(scope, []):
-        inner = geo.entries.get(name, []) if kind == "cluster" else []
-        if kind == "cluster" and geo.extent(name, kind)[0] > page_main and len(inner) >= 2:
-            frame = _CLUSTER_FONT * 1.4 + 2 * _MARGIN
-            for j, (_, k2, n2) in enumerate(inner):
-                spine.append((name, k2, n2))
-                m, c = geo.extent(n2, k2)
-                ext.append((m + (frame if j == 0 else 0), c + 2 * _MARGIN))
-        else:
-            spine.append((scope, kind, name))
-            ext.append(geo.extent(name, kind))
+
+    def flatten(parent: str, frames: tuple[str, ...]) -> None:
+        for j, (_, kind, name) in enumerate(geo.entries.get(parent, [])):
+            inner = geo.entries.get(name, []) if kind == "cluster" else []
+            if kind == "cluster" and len(inner) >= 2 and (name in on_path or geo.extent(name, kind)[0] > page_main):
+                flatten(name, (*frames, name))
+                continue
+            m, c = geo.extent(name, kind)
+            ext.append((m + (frame if j == 0 and frames else 0), c + 2 * _MARGIN * len(frames)))
+            spine.append((frames, kind, name))
+
+    flatten("", ())
     n = len(spine)
     if n < 2:
         return single
-    pos = {(parent, name): i for i, (parent, _, name) in enumerate(spine)}
-    first_of_scope = lay.first[scope] if scope else 0
+    index: dict[str, int] = {name: i for i, (_, _, name) in enumerate(spine)}
+    places: dict[str, int] = {}
+    for item_id in [*lay.items, "input", "output"]:
+        hit = [index[c] for c in geo.anc(item_id) if c in index]
+        places[item_id] = hit[0] if hit else index.get(item_id, 0)
 
     def position(item_id: str) -> int:
-        entry = geo.entry_in(scope, item_id)
-        if entry is not None:
-            if (scope, entry) in pos:
-                return pos[(scope, entry)]
-            sub = geo.entry_in(entry, item_id)
-            return pos[(entry, sub)] if sub is not None else 0
-        if item_id in ("input", "output"):
-            return -1 if item_id == "input" else n
-        return -1 if lay.index[lay.items[item_id].members[0]] < first_of_scope else n
+        return places[item_id]
 
     crossing: list[set[str]] = [set() for _ in range(n - 1)]
     for e in geo.edges:
@@ -909,13 +909,12 @@ def _plan_wrap(lay: _Layout, geo: _Geometry, title_lines: Sequence[str], wrap: b
         for cut in range(max(a, 0), min(b, n - 1)):
             crossing[cut].add(e.src)
     valid = [len(s) == 1 for s in crossing]
-    head, tail = geo.outside(scope)  # what lies around the cut scope lengthens the first and last column
-    head += 0 if geo.lr else title
+    head = 0 if geo.lr else title
     marker = 0.3 * 72 + _RANKSEP
 
     def col_main(a: int, b: int) -> float:
         m = sum(ext[i][0] for i in range(a, b + 1)) + _RANKSEP * (b - a)
-        return m + (head if a == 0 else marker) + (tail if b == n - 1 else marker)
+        return m + (head if a == 0 else marker) + (0 if b == n - 1 else marker)
 
     # best[k - 1][i]: the shortest possible longest column when entries 0..i make k columns.
     inf = float("inf")
@@ -932,7 +931,29 @@ def _plan_wrap(lay: _Layout, geo: _Geometry, title_lines: Sequence[str], wrap: b
                         choice = (v, j)
             row.append(choice)
         best.append(row)
-    nesting = 2 * _MARGIN * len(geo.anc(spine[0][2])) + 16
+    nesting = 16.0
+    items = [*lay.items, "input", "output"]
+    preds: dict[str, list[str]] = {}
+    for e in geo.edges:
+        preds.setdefault(e.dst, []).append(e.src)
+
+    def aligned(cuts: list[int]) -> float:
+        """Graphviz ranks are shared by all columns: the k-th rank of every column is as long as the
+        longest k-th box of any column.  The columns' length, counted that way."""
+        column = {i: sum(1 for c in cuts if places[i] > c) for i in items}
+        rank: dict[str, int] = {}
+        longest: dict[int, float] = {}
+        frames: dict[int, set[str]] = {}
+        for item_id in items:  # in execution order (input and output last: handled by their edges)
+            r = max((rank[p] + 1 for p in preds.get(item_id, ()) if p in rank and column[p] == column[item_id]),
+                    default=0 if column[item_id] == 0 else 1)
+            rank[item_id] = r
+            w, h = geo.sizes[item_id]
+            longest[r] = max(longest.get(r, 0.0), w if geo.lr else h)
+            frames.setdefault(column[item_id], set()).update(geo.anc(item_id))
+        framing = max(len(f) for f in frames.values()) * (2 * _MARGIN + (0 if geo.lr else _CLUSTER_FONT * 1.4))
+        return sum(longest.values()) + _RANKSEP * len(longest) + framing + (0 if geo.lr else title)
+
     options: list[tuple[_Fit, list[int]]] = []
     for k, row in enumerate(best, start=1):
         if row[n - 1][0] == inf:
@@ -945,7 +966,10 @@ def _plan_wrap(lay: _Layout, geo: _Geometry, title_lines: Sequence[str], wrap: b
         cuts.reverse()
         bounds = [-1, *cuts, n - 1]
         cols = [(bounds[c] + 1, bounds[c + 1]) for c in range(k)]
-        longest = max(col_main(a, b) for a, b in cols)
+        lengths = [col_main(a, b) for a, b in cols]
+        if min(lengths) < max(lengths) / 4:
+            continue  # a column of a node or two beside long ones: a cut that only looks balanced
+        longest = max(max(lengths), aligned(cuts))
         across = sum(max(ext[i][1] for i in range(a, b + 1)) for a, b in cols) + (k - 1) * 2 * _NODESEP + nesting
         w, h = (max(across, title_w), longest) if not geo.lr else (max(longest, title_w), across + title)
         options.append((_Fit(None, w / _PT_PER_PX, h / _PT_PER_PX), cuts))
@@ -974,7 +998,7 @@ def _plan_wrap(lay: _Layout, geo: _Geometry, title_lines: Sequence[str], wrap: b
         p = position(item_id)
         column[item_id] = sum(1 for c in cuts if p > c)
     letters = [chr(ord("A") + i) for i in range(len(cuts))]
-    fit.wrap = _Wrap(scope, spine, [(c, next(iter(crossing[c])), letters[i]) for i, c in enumerate(cuts)], column)
+    fit.wrap = _Wrap(spine, [(c, next(iter(crossing[c])), letters[i]) for i, c in enumerate(cuts)], column)
     return fit
 
 
@@ -999,6 +1023,11 @@ def _draw(graph: Graph, opts: RenderOptions, depth: int | None) -> _Drawing:
     title = (f"{graph.name}: {fmt_shape(graph.input_shape)} → {fmt_shape(graph.output_shape)}\n"
              f"{total.params:,} params · {_human(total.macs)} MACs per sample")
     labels: dict[str, str | _Html] = {item.id: _item_label(graph, lay, item) for item in lay.items.values()}
+    if opts.init:  # render --init: the schemes that differ from PyTorch's default, one line per layer with weights
+        for item in lay.items.values():
+            lines = [f"{graph.nodes[m].op}: {text}" for m in item.members if (text := init_text(graph, graph.nodes[m]))]
+            if item.node is not None and lines and isinstance(labels[item.id], str):
+                labels[item.id] = "\n".join([str(labels[item.id]), *lines])
     styles = {item.id: _node_style(graph, lay, item, theme, labels[item.id]) for item in lay.items.values()}
     labels["input"] = f"input\n{fmt_shape(graph.input_shape)}"
     labels["output"] = f"output\n{fmt_shape(graph.output_shape)}"
@@ -1161,31 +1190,38 @@ def _emit(graph: Graph, opts: RenderOptions, d: _Drawing) -> str:
             lines.append(node_line(indent, f"{letter}:{kind}", {"label": letter, "tooltip": tip, **connector}))
 
     def emit(scope: str, indent: str, depth: int) -> None:
-        if wrap is None or scope != wrap.scope:
-            for _, what, name in entries.get(scope, []):
-                entry(what, name, indent, depth)
-            return
-        # The cut scope: its entries in spine order; a split cluster gets one frame per column.
-        open_part: tuple[str, int] | None = None  # (cluster, column) of the open frame
-        parts: dict[str, int] = {}
-        for i, (parent, what, name) in enumerate(wrap.spine):
-            col = sum(1 for c, _, _ in wrap.cuts if i > c)
-            if open_part is not None and (parent != open_part[0] or col != open_part[1]):
-                lines.append(f"{indent}}}")
-                open_part = None
-            inner = indent
-            if parent != scope:
-                if open_part is None:
-                    open_cluster(parent, indent, depth, parts.get(parent, 0))
-                    parts[parent] = parts.get(parent, 0) + 1
-                    open_part = (parent, col)
-                inner = indent + "  "
-            entry(what, name, inner, depth + (parent != scope))
-            connectors(after, i, inner, "end")
-        if open_part is not None:
-            lines.append(f"{indent}}}")
+        for _, what, name in entries.get(scope, []):
+            entry(what, name, indent, depth)
 
-    emit("", "  ", 0)
+    def emit_spine(spine: list[tuple[tuple[str, ...], str, str]]) -> None:
+        """The top level in spine order: a cluster cut by a column gets one frame per column."""
+        open_frames: list[str] = []
+        parts: dict[str, int] = {}
+        column = 0
+        for i, (frames, what, name) in enumerate(spine):
+            col = sum(1 for c, _, _ in wrap.cuts if i > c) if wrap is not None else 0
+            keep = 0 if col != column else next(
+                (j for j, (a, b) in enumerate(zip(open_frames, frames, strict=False)) if a != b),
+                min(len(open_frames), len(frames)))
+            column = col
+            while len(open_frames) > keep:
+                open_frames.pop()
+                lines.append("  " * (len(open_frames) + 1) + "}")
+            for frame in frames[keep:]:
+                open_cluster(frame, "  " * (len(open_frames) + 1), len(open_frames), parts.get(frame, 0))
+                parts[frame] = parts.get(frame, 0) + 1
+                open_frames.append(frame)
+            indent = "  " * (len(open_frames) + 1)
+            entry(what, name, indent, len(open_frames))
+            connectors(after, i, indent, "end")
+        while open_frames:
+            open_frames.pop()
+            lines.append("  " * (len(open_frames) + 1) + "}")
+
+    if wrap is None:
+        emit("", "  ", 0)
+    else:
+        emit_spine(wrap.spine)
     for i in sorted(before):  # column (row) starts at the top level, where their order can be fixed
         connectors(before, i, "  ", "start")
     for e in edges:

@@ -200,6 +200,9 @@ def json_schema(*, include_plugins: bool = False) -> dict[str, Any]:
     doc["properties"]["archspec"]["const"] = 1
     doc["properties"]["blocks"]["additionalProperties"] = {"$ref": "#/$defs/block"}
     doc["properties"]["blocks"]["propertyNames"] = {"pattern": _IDENT, "not": {"enum": builtin}}
+    defs.update(_init_defs())
+    for holder in (doc, block_schema):  # init: PRESET lists the preset names for completion
+        _name_presets(holder["properties"]["init"])
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -207,6 +210,30 @@ def json_schema(*, include_plugins: bool = False) -> dict[str, Any]:
         **doc,
         "$defs": defs,
     }
+
+
+def _init_defs() -> dict[str, Any]:
+    """The models of an ``init:`` section (``InitSpec``, ``InitRule``, ``InitScheme``), with the preset names listed."""
+    from .init import PRESETS
+
+    defs = {k: copy.deepcopy(v) for k, v in SpecDocument.model_json_schema().get("$defs", {}).items() if k.startswith("Init")}
+    presets = {"type": "string", "enum": list(PRESETS)}
+    defs["InitSpec"]["properties"]["preset"]["anyOf"] = [presets, {"type": "null"}]
+    return defs
+
+
+def _name_presets(schema: Any) -> None:
+    """Give the plain-string branch of an ``init`` value's schema the preset names as its ``enum``."""
+    from .init import PRESETS
+
+    if isinstance(schema, dict):
+        if schema.get("type") == "string" and "enum" not in schema:
+            schema["enum"] = list(PRESETS)
+        for value in schema.values():
+            _name_presets(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _name_presets(value)
 
 
 def _item_object(key: str, args: dict[str, Any], item_keys: dict[str, Any]) -> dict[str, Any]:

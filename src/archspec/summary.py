@@ -137,8 +137,12 @@ def summary_rows(graph: Graph, depth: int | None = 3) -> list[dict[str, Any]]:
     return rows
 
 
-def summary_json(graph: Graph, *, depth: int | None = 3, batch_size: int = 1, dtype: str = "float32") -> dict[str, Any]:
+def summary_json(graph: Graph, *, depth: int | None = 3, batch_size: int = 1, dtype: str = "float32",
+                 init: bool = False) -> dict[str, Any]:
     """The ``archspec summary --json`` object: rows plus totals and memory estimates in bytes.
+
+    ``init`` (``summary --init``) adds to each layer row with weights an ``init`` entry: tensor → scheme
+    (``{"weight": "kaiming_normal(mode=fan_out, nonlinearity=relu)", "bias": "default"}``, see :mod:`archspec.init`).
 
     Memory: weights (parameters), buffers (BatchNorm's running statistics in ``dtype``, its
     ``num_batches_tracked`` counters as int64), the input batch, and the forward activations of a batch
@@ -160,6 +164,13 @@ def summary_json(graph: Graph, *, depth: int | None = 3, batch_size: int = 1, dt
     by_dtype = {dtype: (total.params + float_buffers) * size}
     if total.int_buffers:
         by_dtype[INT_BUFFER_DTYPE] = total.int_buffers * INT_BUFFER_BYTES
+    rows = summary_rows(graph, depth)
+    if init:
+        from .init import tensor_inits
+
+        for row in rows:
+            if row["kind"] == "op" and (schemes := tensor_inits(graph, graph.nodes[row["name"]])):
+                row["init"] = schemes
     return {
         "name": graph.name,
         "input_shape": list(graph.input_shape),
@@ -167,7 +178,7 @@ def summary_json(graph: Graph, *, depth: int | None = 3, batch_size: int = 1, dt
         "batch_size": batch_size,
         "dtype": dtype,
         "depth": depth,
-        "rows": summary_rows(graph, depth),
+        "rows": rows,
         "totals": {
             "params": total.params,
             "trainable_params": total.params,
@@ -190,12 +201,14 @@ def _mib(n: int) -> str:
     return f"{n} bytes"
 
 
-def _summary_cells(data: dict[str, Any], indent: str) -> list[tuple[str, ...]]:
+def _summary_cells(data: dict[str, Any], indent: str, init: bool = False) -> list[tuple[str, ...]]:
     cells = []
     for r in data["rows"]:
         shape = fmt_shape(tuple(r["output_shape"])) if r["output_shape"] is not None else "?"
         name = indent * (r["depth"] - 1) + r["name"].rsplit(".", 1)[-1]
         cells.append((name, r["type"], shape, f"{r['params']:,}", f"{r['buffers']:,}", f"{r['macs']:,}"))
+        if init:  # summary --init: each tensor's scheme
+            cells[-1] += ("; ".join(f"{t} {how}" for t, how in r.get("init", {}).items()),)
     return cells
 
 
@@ -224,30 +237,37 @@ def _summary_footer(data: dict[str, Any]) -> list[str]:
 _SUMMARY_HEADER = ("layer", "type", "output", "params", "buffers", "MACs")
 
 
-def summary_table(graph: Graph, *, depth: int | None = 3, batch_size: int = 1, dtype: str = "float32") -> str:
-    """The aligned terminal table of ``archspec summary``: hierarchy, shapes, counts, totals, memory."""
-    data = summary_json(graph, depth=depth, batch_size=batch_size, dtype=dtype)
-    rows = _summary_cells(data, "  ")
-    widths = [max(len(r[i]) for r in (_SUMMARY_HEADER, *rows)) for i in range(6)]
+def summary_table(graph: Graph, *, depth: int | None = 3, batch_size: int = 1, dtype: str = "float32",
+                  init: bool = False) -> str:
+    """The aligned terminal table of ``archspec summary``: hierarchy, shapes, counts, totals, memory.
+
+    ``init`` adds a column with each layer's initialisation (``summary --init``).
+    """
+    data = summary_json(graph, depth=depth, batch_size=batch_size, dtype=dtype, init=init)
+    rows = _summary_cells(data, "  ", init)
+    header = (*_SUMMARY_HEADER, "init") if init else _SUMMARY_HEADER
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
 
     def fmt(r: tuple[str, ...]) -> str:
         return "  ".join(
-            (c.rjust(w) if i >= 3 else c.ljust(w)) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            (c.rjust(w) if 3 <= i < 6 else c.ljust(w)) for i, (c, w) in enumerate(zip(r, widths, strict=True))
         ).rstrip()
 
     rule = "=" * (sum(widths) + 2 * (len(widths) - 1))
     thin = "-" * len(rule)
     head = f"{graph.name}: input {fmt_shape(graph.input_shape)} → output {fmt_shape(graph.output_shape)}"
-    return "\n".join([head, rule, fmt(_SUMMARY_HEADER), rule, *(fmt(r) for r in rows), rule,
+    return "\n".join([head, rule, fmt(header), rule, *(fmt(r) for r in rows), rule,
                       *_summary_footer(data), thin])
 
 
-def summary_markdown(graph: Graph, *, depth: int | None = 3, batch_size: int = 1, dtype: str = "float32") -> str:
-    """The summary as a Markdown table plus a totals list (for docs)."""
-    data = summary_json(graph, depth=depth, batch_size=batch_size, dtype=dtype)
-    rows = _summary_cells(data, "&nbsp;&nbsp;")
+def summary_markdown(graph: Graph, *, depth: int | None = 3, batch_size: int = 1, dtype: str = "float32",
+                     init: bool = False) -> str:
+    """The summary as a Markdown table plus a totals list (for docs); ``init`` adds the initialisation column."""
+    data = summary_json(graph, depth=depth, batch_size=batch_size, dtype=dtype, init=init)
+    rows = _summary_cells(data, "&nbsp;&nbsp;", init)
+    header = (*_SUMMARY_HEADER, "init") if init else _SUMMARY_HEADER
     lines = [f"**{graph.name}**: input {fmt_shape(graph.input_shape)} → output {fmt_shape(graph.output_shape)}", "",
-             "| " + " | ".join(_SUMMARY_HEADER) + " |", "|---|---|---|--:|--:|--:|"]
+             "| " + " | ".join(header) + " |", "|---|---|---|--:|--:|--:|" + ("---|" if init else "")]
     for r in rows:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
     lines.append("")

@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import ArchspecError
+from .layers import WindowAttention
 from .lower_torch import FUNCTIONAL_OPS, Block, _model_class
 from .ops import Counts, Op, Shape, check_kinds, fmt_shape
 from .plugins import PluginError, checked_counts, checked_label, checked_shape, find_op
@@ -68,7 +69,9 @@ def torch_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
     once per input position, a linear's once per position of its input (all but its last dimension,
     or all but the channels for a linear applied to channels).  An ``nn.MultiheadAttention`` (whose
     projections do not run through their ``nn.Linear`` modules) counts its q/k/v and output projection
-    weights once per token and the two attention products, L·L·D each, from the sequence it is given.
+    weights once per token and the two attention products, L·L·D each, from the sequence it is given;
+    a Swin :class:`~archspec.layers.WindowAttention` adds those two products in every window of its
+    (padded) grid to what its ``qkv`` and ``proj`` linears count.
     Other modules count 0, as in archspec's (torchvision's) convention; a module whose MACs come from
     elsewhere cannot be checked this way.
     """
@@ -83,6 +86,11 @@ def torch_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
             projections = mod.in_proj_weight.numel() + mod.out_proj.weight.numel()
             total += projections * length + 2 * length * length * mod.embed_dim
             return
+        if isinstance(mod, WindowAttention):
+            (wh, ww), c = mod.window_size, x.shape[-1]
+            tokens = -(-mod.h // wh) * wh * -(-mod.w // ww) * ww
+            total += 2 * tokens * wh * ww * c
+            return
         weight = mod.weight  # type: ignore[union-attr]
         if isinstance(mod, nn.ConvTranspose2d):
             total += weight.numel() * (x.numel() // (n * x.shape[1]))
@@ -92,7 +100,7 @@ def torch_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
             total += weight.numel() * (x.numel() // (n * mod.in_features))  # type: ignore[union-attr]
 
     handles = [m.register_forward_hook(hook) for m in module.modules()
-               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.MultiheadAttention))]
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.MultiheadAttention, WindowAttention))]
     try:
         with torch.no_grad():
             module(*inputs)

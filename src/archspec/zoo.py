@@ -272,6 +272,7 @@ def build(
     max_params: int | None = api.DEFAULT_MAX_PARAMS,
     import_roots: Iterable[str | os.PathLike[str]] = (),
     weights: str | os.PathLike[str] | None = None,
+    seed: int | None = None,
     **overrides: Any,
 ) -> torch.nn.Module:
     """Compile a spec to a ``torch.nn.Module``; ``archspec.build``.
@@ -282,15 +283,17 @@ def build(
     names a checkpoint file (a state dict saved with ``torch.save``, e.g. torchvision's) to load
     strictly (:func:`load_weights`).  Everything else is :func:`archspec.api.build`: a model with
     more than ``max_params`` parameter and buffer elements is refused before any weight is
-    allocated (``None`` disables the guard; ``device="meta"`` allocates nothing and skips it).
+    allocated (``None`` disables the guard; ``device="meta"`` allocates nothing and skips it).  The
+    weights start as the spec's ``init`` says; ``seed`` makes them reproducible (equal seeds, equal
+    ``state_dict``s; the global random state is left as it was).
     """
     if weights is None:
         return api.build(source, input_shape=input_shape, device=device, dtype=dtype, max_params=max_params,
-                         import_roots=import_roots, **overrides)
+                         import_roots=import_roots, seed=seed, **overrides)
     if str(device) == "meta":
         raise ArchspecError.single("E-WEIGHTS", "weights cannot be loaded into a model on the meta device",
                                    hint="build on a real device (the default is the CPU)")
     graph = api.analyze(resolve_source(source), overrides, input_shape=input_shape, import_roots=import_roots)
-    model = api.build(graph, device=device, dtype=dtype, max_params=max_params)
+    model = api.build(graph, device=device, dtype=dtype, max_params=max_params, seed=seed)
     load_weights(model, graph, weights)
     return model

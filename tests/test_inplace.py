@@ -1,0 +1,324 @@
+"""In-place activations: decided statically from the graph, bit-identical to the out-of-place network.
+
+``archspec.lower_torch.inplace_nodes`` picks the ReLU-type activations (relu, relu6, hardtanh,
+leaky-relu) whose input is a fresh tensor (conv, bn, add, concat, ...) that nothing else reads; they
+are built as ``nn.ReLU(inplace=True)`` etc.  These tests check the decision on shipped and
+hand-made specs, that outputs, gradients and BatchNorm statistics are bit-identical to the same model
+with every activation out of place (train and eval), that ``intermediates`` still returns every value
+as computed out of place, that ``--emit-python`` writes the same choices, and that Dynamo still
+captures the forward in one graph.  ImageNet specs run at 3×32×32 (1×1 at the end), batch 2.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib.util
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import archspec
+from archspec.emit_python import emit_python
+from archspec.lower_torch import INPLACE_OPS, inplace_nodes
+from conftest import ROOT, SPECS
+
+pytestmark = pytest.mark.usefixtures("two_threads")
+
+IMAGENET = ROOT / "specs" / "imagenet"
+SMALL = (3, 32, 32)
+#: (spec path, input shape: small, so that every case runs in seconds)
+CASES = {
+    "resnet50": (IMAGENET / "resnet50.yaml", SMALL),
+    "mobilenet_v2": (IMAGENET / "mobilenet_v2.yaml", SMALL),
+    "densenet121": (IMAGENET / "densenet121.yaml", SMALL),
+    "googlenet": (IMAGENET / "googlenet.yaml", SMALL),
+    "seed_resnet18": (SPECS / "resnet18.yaml", (1, 32, 32)),
+    "seed_densenet": (SPECS / "densenet.yaml", (1, 32, 32)),
+    "seed_googlenet": (SPECS / "googlenet.yaml", (1, 32, 32)),
+}
+
+
+def _out_of_place(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` (same weights, buffers and class) with every activation out of place."""
+    other = copy.deepcopy(model)
+    for m in other.modules():
+        if hasattr(m, "inplace"):
+            m.inplace = False
+    return other
+
+
+def _n_inplace(model: nn.Module) -> int:
+    return sum(bool(getattr(m, "inplace", False)) for m in model.modules())
+
+
+def _run(model: nn.Module, x: torch.Tensor, weight: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Forward (seeded, for dropout), a weighted sum as loss, backward: the output and every gradient."""
+    x = x.clone().requires_grad_(True)
+    torch.manual_seed(seed)
+    out = model(x)
+    (out * weight).sum().backward()
+    module = getattr(model, "_orig_mod", model)  # a torch.compile wrapper: the parameters of the model inside
+    grads = {name: p.grad.clone() for name, p in module.named_parameters()}
+    grads["<input>"] = x.grad.clone()
+    model.zero_grad(set_to_none=True)
+    return out.detach(), grads
+
+
+def _write_spec(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "net.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# The decision
+
+
+@pytest.mark.parametrize("name", ["resnet50", "mobilenet_v2", "densenet121", "googlenet"])
+def test_every_activation_of_the_imagenet_specs_runs_in_place(name: str) -> None:
+    """As in torchvision (``nn.ReLU(inplace=True)`` after every conv, bn and residual add)."""
+    path, shape = CASES[name]
+    graph = archspec.analyze(path, input_shape=shape)
+    acts = {n.name for n in graph.nodes.values() if n.op in INPLACE_OPS}
+    assert acts and inplace_nodes(graph) == acts
+    model = archspec.build(path, input_shape=shape, device="meta")
+    flags = {n: model.get_submodule(n).inplace for n in acts}
+    assert all(flags.values())
+    assert _n_inplace(model) == len(acts)
+    assert model.code.count("; in place") == len(acts)
+    assert "inplace=True" in repr(model.get_submodule(sorted(acts)[0]))
+
+
+DECISIONS = {
+    # name: (graph body, in-place activation nodes)
+    "after conv, bn, add, concat, mul": ("""
+        c1:   {conv: {out: 4, k: 3, pad: 1}, from: input}
+        a1:   {relu: {}, from: c1}
+        c2:   {conv: {out: 4, k: 1}, from: a1}
+        b2:   {bn: {}, from: c2}
+        a2:   {relu6: {}, from: b2}
+        c3:   {conv: {out: 4, k: 1}, from: a2}
+        s:    {add: [c3, a2]}
+        a3:   {hardtanh: {min: -0.5, max: 2}, from: s}
+        cat:  {concat: [a3, a2]}
+        a4:   {leaky-relu: {slope: 0.2}, from: cat}
+        g:    {conv: {out: 8, k: 1}, from: a4}
+        m:    {mul: [g, a4]}
+        a5:   {leaky-relu: {slope: 0}, from: m}
+        out:  {conv: {out: 2, k: 1}, from: a5}
+        """, {"a1", "a2", "a3", "a4", "a5"}),
+    "value with another reader, network input, network output": ("""
+        a0:   {relu: {}, from: input}
+        c1:   {conv: {out: 4, k: 3, pad: 1}, from: a0}
+        a1:   {relu: {}, from: c1}
+        c2:   {conv: {out: 4, k: 1}, from: c1}
+        s:    {add: [a1, c2]}
+        a2:   {relu: {}, from: s}
+        out:  {conv: {out: 2, k: 1}, from: s}
+        """, set()),
+    "producers that alias or whose backward needs their output": ("""
+        c1:   {conv: {out: 4, k: 3, pad: 1}, from: input}
+        sg:   {sigmoid: {}, from: c1}
+        a1:   {relu: {}, from: sg}
+        a2:   {relu: {}, from: a1}
+        id:   {identity: {}, from: a2}
+        a3:   {relu: {}, from: id}
+        dr:   {dropout: {p: 0.5}, from: a3}
+        a4:   {relu6: {}, from: dr}
+        sl:   {slice: {end: 2}, from: a4}
+        a5:   {relu: {}, from: sl}
+        c2:   {conv: {out: 4, k: 1}, from: a5}
+        th:   {tanh: {}, from: c2}
+        a6:   {hardtanh: {}, from: th}
+        c3:   {conv: {out: 4, k: 1}, from: a6}
+        b3:   {bn: {}, from: c3}
+        si:   {silu: {}, from: b3}
+        out:  {conv: {out: 2, k: 1}, from: si}
+        """, set()),
+}
+
+
+@pytest.mark.parametrize("case", DECISIONS)
+def test_decision_and_bit_identity_on_hand_made_graphs(case: str, tmp_path: Path) -> None:
+    body, expected = DECISIONS[case]
+    path = _write_spec(tmp_path, "archspec: 1\nname: net\ninput: [3, 8, 8]\ngraph:\n"
+                       + textwrap.indent(textwrap.dedent(body).strip("\n"), "  ") + "\noutput: out\n")
+    graph = archspec.analyze(path)
+    assert inplace_nodes(graph) == expected
+    torch.manual_seed(0)
+    model = archspec.build(path).train()
+    assert {n for n, m in model.named_modules() if getattr(m, "inplace", False)} == expected
+    reference = _out_of_place(model)
+    x = torch.randn(2, 3, 8, 8)
+    weight = torch.randn(2, *graph.output_shape)
+    for mode in ("train", "eval"):
+        model.train(mode == "train")
+        reference.train(mode == "train")
+        out, grads = _run(model, x, weight, 1)
+        ref_out, ref_grads = _run(reference, x, weight, 1)
+        assert torch.equal(out, ref_out)
+        assert grads.keys() == ref_grads.keys() and all(torch.equal(grads[k], ref_grads[k]) for k in grads)
+    feats, ref_feats = model.intermediates(x), reference.intermediates(x)
+    assert all(torch.equal(feats[k], ref_feats[k]) for k in ref_feats)
+
+
+def test_network_output_is_never_overwritten(tmp_path: Path) -> None:
+    """A relu reading the network's output value (here 'c', also returned) stays out of place."""
+    path = _write_spec(tmp_path, """\
+        archspec: 1
+        name: net
+        input: [3, 8, 8]
+        graph:
+          c: {conv: {out: 4, k: 1}, from: input}
+          r: {relu: {}, from: c}
+          d: {conv: {out: 4, k: 1}, from: r}
+        output: c
+        """)
+    graph = archspec.analyze(path)
+    assert inplace_nodes(graph) == frozenset()
+    model = archspec.build(path)
+    x = torch.randn(1, 3, 8, 8)
+    assert bool((model(x) < 0).any())  # the conv's value, not clamped by the relu
+
+
+def test_in_place_modules_really_overwrite_their_input() -> None:
+    """The in-place relu returns the very tensor its producer made (no new allocation)."""
+    path, shape = CASES["seed_resnet18"]
+    model = archspec.build(path, input_shape=shape).eval()
+    graph = archspec.analyze(path, input_shape=shape)
+    name = sorted(inplace_nodes(graph))[0]
+    seen: dict[str, Any] = {}
+    relu = model.get_submodule(name)
+    relu.register_forward_pre_hook(lambda m, args: seen.__setitem__("in", args[0].data_ptr()))
+    relu.register_forward_hook(lambda m, args, out: seen.__setitem__("out", out.data_ptr()))
+    with torch.no_grad():
+        model(torch.randn(1, *graph.input_shape))
+    assert seen["in"] == seen["out"]
+    relu.inplace = False  # the documented opt-out is honoured by the same model
+    with torch.no_grad():
+        model(torch.randn(1, *graph.input_shape))
+    assert seen["in"] != seen["out"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Bit-identical to the out-of-place network
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_outputs_gradients_and_statistics_are_bit_identical(name: str) -> None:
+    path, shape = CASES[name]
+    torch.manual_seed(0)
+    model = archspec.build(path, input_shape=shape)
+    assert _n_inplace(model) > 0
+    reference = _out_of_place(model)
+    assert _n_inplace(reference) == 0
+    assert list(model.state_dict()) == list(reference.state_dict())
+    graph = archspec.analyze(path, input_shape=shape)
+    x = torch.randn(2, *graph.input_shape)
+    weight = torch.randn(2, *graph.output_shape)
+    for mode, seeds in (("train", (1, 2)), ("eval", (3,))):
+        model.train(mode == "train")
+        reference.train(mode == "train")
+        for seed in seeds:  # twice in train mode: the second step sees the BatchNorm statistics the first one updated
+            out, grads = _run(model, x, weight, seed)
+            ref_out, ref_grads = _run(reference, x, weight, seed)
+            assert torch.equal(out, ref_out), (mode, seed)
+            assert all(torch.equal(grads[k], ref_grads[k]) for k in ref_grads), (mode, seed)
+        state, ref_state = model.state_dict(), reference.state_dict()
+        assert all(torch.equal(state[k], ref_state[k]) for k in ref_state)
+    with torch.inference_mode():
+        assert torch.equal(model(x), reference(x))
+
+
+@pytest.mark.parametrize("name", ["googlenet", "seed_densenet"])
+def test_intermediates_are_the_out_of_place_values(name: str) -> None:
+    """Every value ``intermediates`` returns, including those an in-place relu overwrites in forward."""
+    path, shape = CASES[name]
+    model = archspec.build(path, input_shape=shape).eval()
+    reference = _out_of_place(model)
+    x = torch.randn(1, *shape)
+    with torch.no_grad():
+        feats, ref_feats = model.intermediates(x), reference.intermediates(x)
+        out = model(x)
+    assert list(feats) == list(ref_feats) == model.node_names
+    assert all(torch.equal(feats[k], ref_feats[k]) for k in feats)
+    assert torch.equal(feats[model.node_names[-1]], out)
+    graph = archspec.analyze(path, input_shape=shape)
+    overwritten = [graph.nodes[n].inputs[0] for n in inplace_nodes(graph)]
+    assert any(bool((feats[v] < 0).any()) for v in overwritten)  # the pre-activation values, negatives intact
+
+
+# --------------------------------------------------------------------------------------------------
+# Eject and torch.compile
+
+
+def _load_emitted(text: str, path: Path) -> type[nn.Module]:
+    path.write_text(text, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[path.stem]
+    last = [n for n in ast.parse(text).body if isinstance(n, ast.ClassDef)][-1]
+    return getattr(module, last.name)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "seed_densenet"])
+def test_emit_python_writes_the_same_choices(name: str, tmp_path: Path) -> None:
+    path, shape = CASES[name]
+    graph = archspec.analyze(path, input_shape=shape)
+    text = emit_python(graph)
+    assert "inplace=True" in text
+    cls = _load_emitted(text, tmp_path / f"emitted_{name}.py")
+    torch.manual_seed(0)
+    model = archspec.build(path, input_shape=shape)
+    emitted = cls()
+    emitted.load_state_dict(model.state_dict())
+    ours = {n for n, m in model.named_modules() if getattr(m, "inplace", False)}
+    theirs = {n for n, m in emitted.named_modules() if getattr(m, "inplace", False)}
+    assert ours == theirs == set(inplace_nodes(graph))
+    reference = _out_of_place(model)
+    x = torch.randn(2, *graph.input_shape)
+    weight = torch.randn(2, *graph.output_shape)
+    for mode in (True, False):
+        emitted.train(mode)
+        reference.train(mode)
+        out, grads = _run(emitted, x, weight, 3)
+        ref_out, ref_grads = _run(reference, x, weight, 3)
+        assert torch.equal(out, ref_out)
+        assert all(torch.equal(grads[k], ref_grads[k]) for k in ref_grads)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_dynamo_captures_one_graph_in_train_and_eval(name: str) -> None:
+    shape = SMALL
+    model = archspec.build(IMAGENET / f"{name}.yaml", input_shape=shape)
+    assert _n_inplace(model) > 0
+    x = torch.randn(2, *shape)
+    for mode in (False, True):
+        model.train(mode)
+        torch._dynamo.reset()
+        explanation = torch._dynamo.explain(model)(x)
+        assert explanation.graph_break_count == 0, explanation.break_reasons
+        assert explanation.graph_count == 1
+    torch._dynamo.reset()
+    if name != "resnet18":  # compiling a training step once is enough (it takes a while on two cores)
+        return
+    reference = _out_of_place(model)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    weight = torch.randn(2, 1000)
+    out, grads = _run(compiled, x, weight, 4)
+    ref_out, ref_grads = _run(reference, x, weight, 4)
+    torch.testing.assert_close(out, ref_out)
+    for k in ref_grads:
+        torch.testing.assert_close(grads[k], ref_grads[k], rtol=1e-4, atol=1e-5)
+    torch._dynamo.reset()
