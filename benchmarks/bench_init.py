@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gc
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import common
@@ -36,9 +35,8 @@ def main() -> None:
     args = p.parse_args()
     common.setup_torch()
     warnings.filterwarnings("ignore", category=FutureWarning)  # GoogLeNet's note on init_weights
-    import tv
-
     import archspec
+    import tv
 
     names = args.nets.split(",") if args.nets else (QUICK if args.quick else list(NETS))
     rows = []
@@ -58,8 +56,7 @@ def main() -> None:
         def theirs(n: str = name, keep: list[object] = keep) -> None:
             keep.append(tv.build(n, **NETS[n]))
 
-        fn: Callable[[], None] = ours
-        c = common.interleave(name, fn, theirs, rounds=rounds, number=1, warmup=1, cleanup=cleanup)
+        c = common.interleave(name, ours, theirs, rounds=rounds, number=1, warmup=1, cleanup=cleanup)
         row = common.comparison_row(c, TARGET)
         row[-1] = "ok" if min(c.ratio, c.cpu().ratio) <= TARGET else "MISS"
         rows.append(row)

@@ -413,6 +413,6 @@ def test_model_table_lists_every_spec_and_docs_hold_it() -> None:
         "alexnet", "convnext_tiny", "densenet121", "densenet161", "efficientnet_b0", "googlenet", "inception_v3",
         "mnasnet1_0", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "regnet_y_400mf", "resnet18",
         "resnet34", "resnet50", "resnet101", "resnext50_32x4d", "shufflenet_v2_x1_0", "squeezenet1_0", "squeezenet1_1",
-        "vgg11", "vgg11_bn", "vgg16", "vit_b_16", "wide_resnet50_2"]
+        "swin_t", "vgg11", "vgg11_bn", "vgg16", "vit_b_16", "wide_resnet50_2"]
     assert "| resnet50 | 3×224×224 | 25,557,032 | 4.089 | `specs/imagenet/resnet50.yaml` |" in rows
     assert table in (ROOT / "docs" / "imagenet.md").read_text(), "regenerate with: python scripts/model_table.py"

@@ -259,11 +259,11 @@ def no_allocation(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     devices: list[Any] = []
     real_build = lower_torch.Lowering.build
 
-    def guarded(self: Any, *, device: Any = None, dtype: Any = None) -> Any:
+    def guarded(self: Any, *, device: Any = None, **kwargs: Any) -> Any:
         devices.append(device)
         if str(device) != "meta":
             raise AssertionError(f"a model of {self.elements:,} elements was about to be allocated on {device}")
-        return real_build(self, device=device, dtype=dtype)
+        return real_build(self, device=device, **kwargs)
 
     monkeypatch.setattr(lower_torch.Lowering, "build", guarded)
     return devices

@@ -25,7 +25,7 @@ from conftest import SEEDS, SPECS
 
 
 def _assert_safe(source: str) -> None:
-    """Only the shapes of statement the lowering emits: ``v = container['name'](args)``, ``del``, ``+``, cat, clone."""
+    """Only the shapes of statement the lowering emits: ``v = container['name'](args)``, ``del``, ``+``, ``.add_``, cat, clone."""
     tree = ast.parse(source)
     assert len(tree.body) == 1 and isinstance(tree.body[0], ast.FunctionDef)
     fn = tree.body[0]
@@ -38,10 +38,12 @@ def _assert_safe(source: str) -> None:
         assert isinstance(node, allowed), ast.dump(node)
         if isinstance(node, ast.Attribute):
             assert (node.attr == "_modules" or (node.attr in ("cat", "clone") and isinstance(node.value, ast.Name)
-                                                and node.value.id == "torch")), ast.dump(node)
+                                                and node.value.id == "torch")
+                    or (node.attr == "add_" and isinstance(node.value, (ast.Name, ast.Call)))), ast.dump(node)
         if isinstance(node, ast.Call):
             assert not node.keywords
-            assert isinstance(node.func, ast.Subscript) or ast.unparse(node.func) in ("torch.cat", "torch.clone"), \
+            assert (isinstance(node.func, ast.Subscript) or ast.unparse(node.func) in ("torch.cat", "torch.clone")
+                    or (isinstance(node.func, ast.Attribute) and node.func.attr == "add_" and len(node.args) == 1)), \
                 ast.dump(node)
         if isinstance(node, ast.Constant):
             assert isinstance(node.value, str) or node.value == 1, ast.dump(node)

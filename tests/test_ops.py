@@ -99,6 +99,10 @@ CASES: dict[str, list[Case]] = {
     "attention": [({"heads": 2}, [(7, 8)]), ({"heads": 4, "bias": False, "dropout": 0.1}, [(5, 8)]),
                   ({"heads": 1}, [(1, 3)]), ({"heads": 3}, [(10, 12)])],
     "concat-features": [({}, [(5, 8), (5, 3)]), ({}, [(2, 1), (2, 2), (2, 3)])],
+    "window-attention": [({"heads": 2, "window": 4}, [(64, 8)]), ({"heads": 2, "window": 4, "shift": 2}, [(64, 8)]),
+                         ({"heads": 2, "window": [3, 4], "shift": [1, 2], "h": 5}, [(45, 8)]),
+                         ({"heads": 1, "window": 7, "shift": 3, "bias": False, "dropout": 0.2}, [(16, 4)])],
+    "merge-patches": [({}, [(16, 4)]), ({"h": 5}, [(35, 3)]), ({"w": 1}, [(3, 2)])],
 }
 _TOKEN_CASES: dict[str, list[Case]] = {  # ops on images or flat features that also work on tokens
     "linear": [({"out": 5}, [(6, 7)]), ({"out": 3, "bias": False}, [(1, 4)])],

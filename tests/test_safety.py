@@ -368,7 +368,16 @@ def _code_lines(path: Path) -> list[tuple[int, str]]:
 _ALLOWED = {
     ("plugins.py", "from importlib.metadata import EntryPoint, entry_points"),
     ("lower_torch.py", 'exec(compile(source, filename, "exec"), namespace)'),
+    # emit_python.py parses the file it wrote to prove it compiles; nothing is executed.
+    ("emit_python.py", 'compile(text, f"{model_name}.py", "exec")'),
+    # testing.py (check_op) rebuilds a layer from the source --emit-python generates for it, to prove
+    # the ejected code builds the same module; spec strings reach that source only as repr() literals.
+    ("testing.py", 'exec(compile("from __future__ import annotations\\n" + source, f"<emitted {name}>", "exec"), namespace)'),
+    ("testing.py", 'rebuilt = eval(compile(expr, "<emitted call>", "eval"), namespace)'),
 }
+#: Whole files allowed one forbidden kind: plugins.py imports the plugin modules the *user* names
+#: (``--plugin FILE|MODULE``, ``archspec.load_plugin``) and installed entry points; a spec never names code.
+_ALLOWED_KINDS = {("plugins.py", "importlib")}
 
 
 def test_source_never_evaluates_or_imports_spec_text() -> None:
@@ -381,7 +390,7 @@ def test_source_never_evaluates_or_imports_spec_text() -> None:
             if (str(path.relative_to(SRC)), code.strip()) in _ALLOWED:
                 continue
             for pattern, what in _FORBIDDEN:
-                if pattern.search(code):
+                if pattern.search(code) and (str(path.relative_to(SRC)), what) not in _ALLOWED_KINDS:
                     problems.append(f"{path.relative_to(SRC)}:{no}: {what}: {code.strip()}")
     assert problems == []
 
@@ -407,6 +416,8 @@ def test_yaml_loading_uses_a_safe_loader() -> None:
                 ("load", "full_load", "unsafe")
             ), f"{path.name}: yaml.{m.group(1)}"
         for m in re.finditer(r"\b(\w*Loader)\b", text):
+            if path.name == "plugins.py" and m.group(1) == "SourceFileLoader":
+                continue  # importlib's loader for a plugin file the user names, not YAML
             assert m.group(1) in {"SafeLoader", "CSafeLoader", "_Loader"}, f"{path.name}: {m.group(1)}"
 
 

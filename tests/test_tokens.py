@@ -1,10 +1,11 @@
-"""Token sequences (issue 15): the L×D shape kind, the ops on tokens, attention, and ViT-B/16 exactly.
+"""Token sequences (issue 15): the L×D shape kind, the ops on tokens, attention, ViT-B/16 and Swin-T exactly.
 
-The oracle is torchvision's own ``vision_transformer.py`` (imported through ``tests/tv.py``): the spec
-``specs/imagenet/vit_b_16.yaml`` must have its parameter count and published GFLOPS, load its state dict
-strictly through ``mappings/vision_transformer.yaml`` and compute its function.  The function is checked
-on a small VisionTransformer built from the same spec (the spec's parameters and ``input_shape``) and
-once on ViT-B/16 itself at 224×224, batch 1.
+The oracle is torchvision's own ``vision_transformer.py`` and ``swin_transformer.py`` (imported through
+``tests/tv.py``): ``specs/imagenet/vit_b_16.yaml`` and ``swin_t.yaml`` must have their parameter counts
+and published GFLOPS, load their state dicts strictly through ``mappings/`` and compute their function.
+The ViT function is checked on a small VisionTransformer built from the same spec (the spec's parameters
+and ``input_shape``) and once on ViT-B/16 itself at 224×224, batch 1; Swin-T at 224×224 (batch 1) and at
+56×56, where the late stages are smaller than a window (padding, no shift).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from test_no_torch_import import _probe
 pytestmark = pytest.mark.usefixtures("two_threads")
 
 VIT = ROOT / "specs" / "imagenet" / "vit_b_16.yaml"
+SWIN = ROOT / "specs" / "imagenet" / "swin_t.yaml"
 #: A VisionTransformer small enough to run in milliseconds: 32×32 images, 8×8 patches (16 tokens + 1).
 SMALL: dict[str, Any] = {"patch": 8, "layers": 2, "heads": 2, "hidden": 16, "mlp": 24, "classes": 10}
 SMALL_INPUT = (3, 32, 32)
@@ -469,3 +471,97 @@ layers:
     model = archspec.build(graph)
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 5)
     assert get_op("to_image") is get_op("to-image")
+
+
+# ------------------------------------------------------------------ Swin-T = torchvision's swin_t
+
+
+def test_window_attention_is_torchvisions_shifted_window_attention() -> None:
+    tv.torchvision_models()  # (imports torchvision without its compiled extension)
+    from torchvision.models.swin_transformer import ShiftedWindowAttention
+
+    torch.manual_seed(0)
+    for (h, w), window, shift in [((8, 8), (4, 4), (2, 2)), ((5, 9), (3, 4), (1, 2)), ((4, 4), (7, 7), (3, 3)),
+                                  ((6, 6), (2, 3), (0, 1)), ((14, 14), (7, 7), (0, 0))]:
+        params = {"heads": 2, "window": list(window), "shift": list(shift), "h": h}
+        module = check_op("window-attention", params, [(h * w, 8)]).module
+        reference = ShiftedWindowAttention(8, list(window), list(shift), 2)
+        with torch.no_grad():
+            for p in reference.parameters():
+                p.normal_(std=0.3)
+        module.load_state_dict(reference.state_dict(), strict=True)
+        x = torch.randn(2, h, w, 8)
+        with torch.no_grad():
+            torch.testing.assert_close(module(x.reshape(2, h * w, 8)), reference(x).reshape(2, h * w, 8),
+                                       rtol=1e-5, atol=1e-5)
+
+
+def test_merge_patches_is_torchvisions_patch_merging_order() -> None:
+    tv.torchvision_models()  # (imports torchvision without its compiled extension)
+    from torchvision.models.swin_transformer import _patch_merging_pad
+
+    for h, w in [(4, 6), (5, 7)]:
+        x = torch.randn(2, h, w, 3)
+        module = check_op("merge-patches", {"h": h}, [(h * w, 3)]).module
+        torch.testing.assert_close(module(x.reshape(2, h * w, 3)), _patch_merging_pad(x).reshape(2, -1, 12),
+                                   rtol=0, atol=0)
+
+
+def test_window_attention_errors() -> None:
+    with pytest.raises(ShapeError, match="window-attention shift 7 must be smaller than the window 7"):
+        check_op("window-attention", {"heads": 2, "shift": 7}, [(49, 8)])
+    with pytest.raises(ShapeError, match="window-attention with heads=3 needs a token width divisible by it"):
+        check_op("window-attention", {"heads": 3}, [(49, 8)])
+    with pytest.raises(ShapeError, match="window-attention without 'h' and 'w' needs a square number of tokens"):
+        check_op("window-attention", {"heads": 2}, [(50, 8)])
+    with pytest.raises(ShapeError, match="merge-patches with h=3 needs a number of tokens divisible by it"):
+        check_op("merge-patches", {"h": 3}, [(50, 8)])
+
+
+def test_swin_t_has_torchvisions_parameters_and_gflops() -> None:
+    graph = archspec.analyze(SWIN)
+    meta = _meta("Swin_T_Weights.IMAGENET1K_V1")
+    assert graph.total.params == meta["num_params"] == 28_288_354
+    assert graph.total.macs == 4_490_566_656 and round(graph.total.macs / 1e9, 3) == meta["_ops"] == 4.491
+    assert graph.total.buffers == 12 * 49 * 49  # relative_position_index, int64, as torchvision's
+    assert graph.nodes["features.stem.to_tokens1"].shape == (3136, 96)
+    assert graph.nodes["features.patch_merging3.reduction"].shape == (49, 768)
+    attn = graph.nodes["features.stage1.swin_block2.residual_add1.attn"]
+    assert attn.label == "window-attention 7, 3 heads, shift 3"
+    assert attn.counts.macs == 4 * 3136 * 96 * 96 + 2 * 3136 * 49 * 96
+
+
+def test_swin_macs_are_what_pytorch_multiplies() -> None:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = archspec.build(SWIN, device="meta").eval()
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as flops, torch.no_grad():
+        model(torch.empty(1, 3, 224, 224, device="meta"))
+    assert flops.get_total_flops() == 2 * 4_490_566_656
+
+
+def test_swin_t_loads_torchvisions_weights_and_computes_its_function() -> None:
+    import torch._dynamo as dynamo
+
+    torch.manual_seed(0)
+    reference = tv.build("swin_t").eval()
+    with torch.no_grad():
+        for p in reference.parameters():  # (torchvision starts biases at zero)
+            p.normal_(std=0.02)
+    state = import_state_dict(SWIN, reference.state_dict())
+    model = archspec.build(SWIN).eval()
+    model.load_state_dict(state, strict=True)
+    assert export_state_dict(SWIN, model.state_dict()).keys() == reference.state_dict().keys()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=1e-4, atol=1e-5)
+    small = archspec.build(SWIN, input_shape=(3, 56, 56)).eval()  # stages of 14, 7, 4 (padded) and 2 (padded)
+    small.load_state_dict(state, strict=True)
+    x = torch.randn(2, 3, 56, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), reference(x), rtol=1e-4, atol=1e-5)
+    dynamo.reset()  # (training mode traces the same code; ViT's test checks it for stochastic depth and dropout)
+    explained = dynamo.explain(small)(x)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+

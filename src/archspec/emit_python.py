@@ -8,14 +8,16 @@ exactly the ``state_dict`` keys of :func:`archspec.build` and loads its weights.
 ``forward`` carries a comment with the spec line it came from and the output shape.
 
 The constructor calls are read back from the modules the op lowerings build (so plugin ops whose
-lowering returns a ``torch.nn`` module are supported too).  Modules from :mod:`archspec.layers`
-(``LayerNorm2d``, ``ChannelLinear``, ``ChannelShuffle``, ``ChannelSlice``, ``LayerScale``,
-``StochasticDepth``) are written as calls of their classes, whose source (and the helper functions
-they use) is copied into the file, so it still imports only torch.  A plugin op says how to write its
-module with an emit hook (:meth:`archspec.ops.Op.emit` returning :class:`archspec.ops.Emit`): the
-class and function definitions it needs are copied in the same way and the constructor arguments
-written as literals.  Any other module cannot be written as torch-only code: ``E-EMIT``, naming the
-first node that uses the op.
+lowering returns a ``torch.nn`` module are supported too), in the model :func:`archspec.lower_torch.lower`
+builds: the activations it runs in place (:func:`archspec.lower_torch.inplace_nodes`) are written as
+``nn.ReLU(inplace=True)`` etc., and the sums it accumulates in place as ``a.add_(b)``, the same
+choices.  Modules from :mod:`archspec.layers` (``LayerNorm2d``, ``ChannelLinear``, ``ChannelShuffle``,
+``ChannelSlice``, ``LayerScale``, ``StochasticDepth``) are written as calls of their classes, whose
+source (and the helper functions they use) is copied into the file, so it still imports only torch.
+A plugin op says how to write its module with an emit hook (:meth:`archspec.ops.Op.emit` returning
+:class:`archspec.ops.Emit`): the class and function definitions it needs are copied in the same way
+and the constructor arguments written as literals.  Any other module cannot be written as torch-only
+code: ``E-EMIT``, naming the first node that uses the op.
 
 No spec text is ever written as code.  Names reach the source only as checked identifiers (ASCII,
 ``re.fullmatch``, not a keyword; any other segment of a node's path is written as a ``repr()`` string
@@ -331,6 +333,9 @@ class _Emitter:
             self.groups_by_output.setdefault(g.output, []).append(g)
         self.code: dict[str, str] = {}  # node name → constructor expression
         self.definitions: dict[str, str] = {}  # name → source copied into the file, in order of first use
+        from .lower_torch import inplace_nodes
+
+        self.inplace = inplace_nodes(graph)  # the model's in-place choices; here: which adds accumulate in place
         self._constructors()
 
     def _constructors(self) -> None:
@@ -508,7 +513,10 @@ class _Emitter:
             node = item.node
             assert node is not None
             comment = f"  # {_comment(f'{fmt_shape(node.shape)}, {self._where(node.span)}')}"
-            if node.op == "add":
+            if node.op == "add" and node.name in self.inplace:  # as archspec.build's forward: a.add_(b)
+                k = self.inplace[node.name]
+                fwd.append(f"{var} = {args[k]}" + "".join(f".add_({a})" for j, a in enumerate(args) if j != k) + comment)
+            elif node.op == "add":
                 fwd.append(f"{var} = {' + '.join(args)}{comment}")
             elif node.op == "mul":
                 fwd.append(f"{var} = {' * '.join(args)}{comment}")

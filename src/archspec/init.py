@@ -14,10 +14,11 @@ spec's own section comes first, then the sections of the block instances enclosi
 outermost inwards (a block's own ``init`` before that of the file defining it).
 
 The static part — :data:`PRESETS`, :func:`check_section` (validation, called by :mod:`archspec.spec`),
-:func:`resolve` (every tensor's scheme, stored in :attr:`archspec.ir.Graph.init`), :func:`describe` —
-never imports torch.  :func:`torch_call`, :func:`apply_inits` and :func:`seeded` import it when called;
-:mod:`archspec.lower_torch` and :mod:`archspec.emit_python` use them, so a built model and its emitted
-source draw the same numbers in the same order.
+:func:`resolve` (every tensor's scheme, stored in :attr:`archspec.ir.Graph.init`), :func:`tensor_inits`
+and :func:`init_text` (for ``summary --init`` and ``render --init``) — never imports torch.
+:func:`torch_call`, :func:`apply_inits`, :func:`source_lines` and :func:`seeded` serve
+:mod:`archspec.lower_torch` and :mod:`archspec.emit_python` (torch is imported when they are called),
+so a built model and its emitted source make the same calls in the same order.
 """
 
 from __future__ import annotations
@@ -40,37 +41,45 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 __all__ = [
+    "CONSTRUCTOR_CONSTANTS",
     "PRESETS",
     "WEIGHTED_OPS",
+    "ModuleInit",
     "Preset",
     "TensorInit",
     "apply_inits",
     "check_section",
-    "describe",
     "init_text",
+    "module_init",
     "module_inits",
+    "op_kinds",
+    "preset_spec",
     "resolve",
     "seeded",
     "source_lines",
     "state_digest",
+    "tensor_attrs",
     "tensor_inits",
     "torch_call",
 ]
 
-#: Built-in ops with learned tensors: op → {tensor name in rules → attribute of the lowered module}.
+#: Built-in ops with learned tensors: op → {tensor name in rules → the attribute paths in the lowered module}.
+#: An attention op's ``weight`` is each of its projection matrices, its ``bias`` each projection's bias.
 #: (A new built-in op with weights is added here; plugin ops are taken to have ``weight`` and ``bias``.)
-WEIGHTED_OPS: dict[str, dict[str, str]] = {
-    "conv": {"weight": "weight", "bias": "bias"},
-    "conv-transpose": {"weight": "weight", "bias": "bias"},
-    "linear": {"weight": "weight", "bias": "bias"},
-    "channel-linear": {"weight": "weight", "bias": "bias"},
-    "bn": {"weight": "weight", "bias": "bias"},
-    "layernorm": {"weight": "weight", "bias": "bias"},
-    "groupnorm": {"weight": "weight", "bias": "bias"},
-    "prelu": {"weight": "weight"},
-    "layer-scale": {"weight": "layer_scale"},
+WEIGHTED_OPS: dict[str, dict[str, tuple[str, ...]]] = {
+    "conv": {"weight": ("weight",), "bias": ("bias",)},
+    "conv-transpose": {"weight": ("weight",), "bias": ("bias",)},
+    "linear": {"weight": ("weight",), "bias": ("bias",)},
+    "channel-linear": {"weight": ("weight",), "bias": ("bias",)},
+    "bn": {"weight": ("weight",), "bias": ("bias",)},
+    "layernorm": {"weight": ("weight",), "bias": ("bias",)},
+    "groupnorm": {"weight": ("weight",), "bias": ("bias",)},
+    "prelu": {"weight": ("weight",)},
+    "layer-scale": {"weight": ("layer_scale",)},
+    "attention": {"weight": ("in_proj_weight", "out_proj.weight"), "bias": ("in_proj_bias", "out_proj.bias")},
+    "window-attention": {"weight": ("qkv.weight", "proj.weight"), "bias": ("qkv.bias", "proj.bias")},
 }
-_PLUGIN_TENSORS = {"weight": "weight", "bias": "bias"}
+_PLUGIN_TENSORS = {"weight": ("weight",), "bias": ("bias",)}
 #: Schemes that need a tensor of two or more dimensions (they read its fans).
 _FAN_SCHEMES = frozenset({"kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform"})
 
@@ -160,6 +169,12 @@ PRESETS: dict[str, Preset] = {
         "torchvision.models.VisionTransformer and its MLPBlock",
         {"conv": {"weight": {"scheme": "trunc_normal", "std": 1, "scale": "fan_in"}, "bias": "zeros"},
          "linear": {"weight": "xavier_uniform", "bias": {"scheme": "normal", "std": 1e-6}}, "*": _DEFAULT}),
+    "torchvision-swin": Preset(
+        "linear weights (the MLPs, patch merging, head, and the attention's qkv and proj) truncated normal "
+        "(std 0.02), biases 0; the patch-embedding conv and the norms default; relative position bias as built",
+        "torchvision.models.SwinTransformer (its final loop over every nn.Linear overrides the MLPBlock's Xavier)",
+        {"linear": {"weight": {"scheme": "trunc_normal", "std": 0.02}, "bias": "zeros"},
+         "window-attention": {"weight": {"scheme": "trunc_normal", "std": 0.02}, "bias": "zeros"}, "*": _DEFAULT}),
     "torchvision-convnext": Preset(
         "conv and linear (also channel-linear) weights truncated normal (std 0.02), bias 0; LayerNorm default",
         "torchvision.models.ConvNeXt",
@@ -189,22 +204,6 @@ class TensorInit:
 
 def _num(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def describe(graph: Graph, node: Node) -> str:
-    """One line for tables and diagrams: ``weight kaiming_normal(mode=fan_out, nonlinearity=relu); bias zeros``.
-
-    Empty for a node without weights or whose tensors all keep PyTorch's default.
-    """
-    chosen = graph.init.get(node.name)
-    if not chosen:
-        return ""
-    tensors = _node_tensors(node)
-    parts = []
-    for t in tensors:
-        ti = chosen.get(t)
-        parts.append(f"{t} {ti.describe() if ti is not None else 'default'}")
-    return "; ".join(parts)
 
 
 def init_text(graph: Graph, node: Node) -> str:
@@ -374,7 +373,7 @@ def _node_tensors(node: Node) -> dict[str, int | None]:
             return {"weight": 1}
         if node.op == "layer-scale":
             return {"weight": len(node.shape)}
-        ndim = 4 if node.op in ("conv", "conv-transpose") else 2
+        ndim = 4 if node.op in ("conv", "conv-transpose") else 2  # attention: its projection matrices
         return {"weight": ndim, "bias": 1} if getattr(p, "bias", True) else {"weight": ndim}
     op = get_op(node.op)
     if op is None or is_builtin(op) or node.counts.params == 0:
@@ -382,9 +381,9 @@ def _node_tensors(node: Node) -> dict[str, int | None]:
     return dict.fromkeys(_PLUGIN_TENSORS)
 
 
-def tensor_attr(op: str, tensor: str) -> str:
-    """The attribute of an op's lowered module holding the rule's ``tensor`` (``layer-scale``'s weight: ``layer_scale``)."""
-    return WEIGHTED_OPS.get(op, _PLUGIN_TENSORS).get(tensor, tensor)
+def tensor_attrs(op: str, tensor: str) -> tuple[str, ...]:
+    """The attribute paths in an op's lowered module of the rule's ``tensor`` (``layer-scale``'s weight: ``layer_scale``)."""
+    return WEIGHTED_OPS.get(op, _PLUGIN_TENSORS).get(tensor, (tensor,))
 
 
 def resolve(graph: Graph, doc: SpecDocument, data: Any) -> None:
@@ -548,30 +547,104 @@ def torch_call(ti: TensorInit, shape: tuple[int, ...]) -> tuple[str, tuple[Any, 
 
 
 def module_inits(graph: Graph, node: Node) -> tuple[tuple[str, TensorInit], ...]:
-    """The non-default initialisations of a node as (module attribute, :class:`TensorInit`) pairs."""
+    """The non-default initialisations of a node as (attribute path in its module, :class:`TensorInit`) pairs."""
     chosen = graph.init.get(node.name)
     if not chosen:
         return ()
-    return tuple((tensor_attr(node.op, t), ti) for t, ti in chosen.items())
+    return tuple((attr, ti) for t, ti in chosen.items() for attr in tensor_attrs(node.op, t))
+
+
+def _tensor_at(module: Any, path: str) -> Any:
+    """``module.a.b`` for the path ``a.b``; None where a part is missing (e.g. a bias built with ``bias=False``)."""
+    for part in path.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            return None
+    return module
+
+
+#: What a built-in layer's constructor already sets a tensor to: (op, tensor) → value.  A rule setting that
+#: same constant (torchvision's BatchNorm ``weight 1, bias 0``) is not applied again when building (the
+#: result is the same, no random number is drawn either way); summaries and ejected source still show it.
+CONSTRUCTOR_CONSTANTS: dict[tuple[str, str], float] = {
+    (op, t): v for op in ("bn", "layernorm", "groupnorm") for t, v in (("weight", 1.0), ("bias", 0.0))
+}
+
+
+def _redundant(op: str, tensor: str, ti: TensorInit) -> bool:
+    value = CONSTRUCTOR_CONSTANTS.get((op, tensor))
+    if value is None:
+        return False
+    given = {"zeros": 0.0, "ones": 1.0}.get(ti.scheme, dict(ti.args).get("value") if ti.scheme == "constant" else None)
+    return given is not None and float(given) == value
+
+
+class ModuleInit:
+    """The initialisation of one node's module, applied right after the module is made (see :func:`module_init`).
+
+    The ``torch.nn.init`` calls are worked out from the first module's tensor shapes and reused for every
+    later build of the same graph (the shapes do not change), so re-initialising costs what the calls cost.
+    """
+
+    __slots__ = ("_calls", "items", "name")
+
+    def __init__(self, name: str, items: tuple[tuple[str, TensorInit], ...]) -> None:
+        self.name = name
+        self.items = items
+        self._calls: list[tuple[tuple[str, ...], Any, tuple[Any, ...], dict[str, Any], TensorInit]] | None = None
+
+    def apply(self, module: torch.nn.Module) -> None:
+        """Initialise ``module``'s tensors in place (a tensor it does not have, e.g. with ``bias=False``, is skipped)."""
+        calls = self._calls
+        if calls is None:
+            calls = self._calls = self._plan(module)
+        for path, fn, args, kwargs, ti in calls:
+            tensor = _fast_tensor(module, path)
+            if tensor is None or tensor.is_meta:
+                continue
+            try:
+                fn(tensor, *args, **kwargs)
+            except (ValueError, RuntimeError) as exc:
+                raise ArchspecError.single("E-INIT", f"{self.name}: cannot initialise {'.'.join(path)} with "
+                                           f"{ti.describe()}: {exc}", ti.span) from None
+
+    def _plan(self, module: torch.nn.Module) -> list[tuple[tuple[str, ...], Any, tuple[Any, ...], dict[str, Any], TensorInit]]:
+        from torch.nn import init as nn_init
+
+        calls = []
+        for attr, ti in self.items:
+            tensor = _tensor_at(module, attr)
+            call = torch_call(ti, tuple(tensor.shape)) if tensor is not None else None
+            if call is not None:
+                fn, args, kwargs = call
+                calls.append((tuple(attr.split(".")), getattr(nn_init, fn), args, kwargs, ti))
+        return calls
+
+
+def _fast_tensor(module: Any, path: tuple[str, ...]) -> Any:
+    """``_tensor_at`` through the modules' own dicts (no ``nn.Module.__getattr__``): the build's hot path."""
+    for part in path[:-1]:
+        module = module._modules.get(part)
+        if module is None:
+            return None
+    leaf = path[-1]
+    tensor = module._parameters.get(leaf)
+    return tensor if tensor is not None or leaf in module._parameters else getattr(module, leaf, None)
+
+
+def module_init(graph: Graph, node: Node) -> ModuleInit | None:
+    """What building ``node``'s module must do after constructing it, or None (PyTorch's default throughout)."""
+    chosen = graph.init.get(node.name)
+    if not chosen:
+        return None
+    items = tuple((attr, ti) for t, ti in chosen.items() if not _redundant(node.op, t, ti)
+                  for attr in tensor_attrs(node.op, t))
+    return ModuleInit(node.name, items) if items else None
 
 
 def apply_inits(module: torch.nn.Module, inits: tuple[tuple[str, TensorInit], ...], name: str) -> None:
-    """Initialise ``module``'s tensors in place (a tensor the module does not have, e.g. ``bias=False``, is skipped)."""
-    from torch.nn import init as nn_init
-
-    for attr, ti in inits:
-        tensor = getattr(module, attr, None)
-        if tensor is None or tensor.is_meta:
-            continue
-        call = torch_call(ti, tuple(tensor.shape))
-        if call is None:
-            continue
-        fn, args, kwargs = call
-        try:
-            getattr(nn_init, fn)(tensor, *args, **kwargs)
-        except (ValueError, RuntimeError) as exc:
-            raise ArchspecError.single("E-INIT", f"{name}: cannot initialise {attr} with {ti.describe()}: {exc}",
-                                       ti.span) from None
+    """Initialise ``module``'s tensors in place as ``inits`` (from :func:`module_inits`) say."""
+    ModuleInit(name, inits).apply(module)
 
 
 def source_lines(graph: Graph, node: Node, target: str, module: Any, literal: Callable[[Any], str],
@@ -583,7 +656,7 @@ def source_lines(graph: Graph, node: Node, target: str, module: Any, literal: Ca
     """
     out = []
     for attr, ti in module_inits(graph, node):
-        tensor = getattr(module, attr, None)
+        tensor = _tensor_at(module, attr)
         call = torch_call(ti, tuple(tensor.shape)) if tensor is not None else None
         if call is None:
             continue

@@ -354,14 +354,14 @@ class WindowAttention(nn.Module):
         nh, nw, size = ph // wh, pw // ww, wh * ww
         qkv = self.qkv(x)  # per token, so before the windows are cut out (as many tokens, same values)
         qkv = qkv.view(n, nh, wh, nw, ww, 3, heads, c // heads).permute(5, 0, 1, 3, 6, 2, 4, 7)
-        q, k, v = qkv.reshape(3, n * nh * nw, heads, size, c // heads).unbind(0)
+        q, k, v = qkv.contiguous().view(3, n * nh * nw, heads, size, c // heads).unbind(0)  # (a copy, as reshape's)
         mask = self.relative_position_bias_table[self.relative_position_index].view(size, size, heads)
         mask = mask.permute(2, 0, 1).unsqueeze(0)  # 1, heads, size, size
         if sh or sw:
             windows = shifted_window_mask(ph, pw, wh, ww, sh, sw, x).unsqueeze(1)  # windows, 1, size, size
             mask = (mask + windows).repeat(n, 1, 1, 1)  # the windows of every sample, in q's order
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-        y = y.view(n, nh, nw, heads, wh, ww, c // heads).permute(0, 1, 4, 2, 5, 3, 6).reshape(n, ph, pw, c)
+        y = y.view(n, nh, nw, heads, wh, ww, c // heads).permute(0, 1, 4, 2, 5, 3, 6).contiguous().view(n, ph, pw, c)
         x = self.proj(y)
         if sh or sw:
             x = torch.roll(x, shifts=(sh, sw), dims=(1, 2))

@@ -3,12 +3,12 @@
 The model is an instance of a class generated for the network (``LeNet``, ``GoogLeNet``, …; a
 subclass of :class:`ArchspecModule`) whose ``forward`` is straight-line Python: one call per node,
 no interpreter loop, every intermediate dropped right after its last use (``model.code`` shows the
-source; each line ends with the spec position it came from, and tracebacks show it too).  ReLU-type
-activations run in place where the graph shows it safe (:func:`inplace_nodes`: their modules are
-``nn.ReLU(inplace=True)`` etc., as in torchvision), which saves a tensor allocation per activation.  The
-submodule tree mirrors the spec: every block instance and composite is a :class:`Block` container
-named as in the spec, so ``print(model)`` and ``state_dict()`` keys read like the YAML
-(``b3.inception1.branch2.conv1.weight``), registered in execution order.
+source; each line ends with the spec position it came from, and tracebacks show it too).  Activations
+and residual sums run in place where the graph shows it safe (:func:`inplace_nodes`: the modules are
+``nn.ReLU(inplace=True)`` etc. and the sum ``a.add_(b)``, as in torchvision), which saves a tensor
+allocation each.  The submodule tree mirrors the spec: every block instance and composite is a
+:class:`Block` container named as in the spec, so ``print(model)`` and ``state_dict()`` keys read like
+the YAML (``b3.inception1.branch2.conv1.weight``), registered in execution order.
 
 Why not a ``torch.fx.GraphModule``?  fx costs 60–100 µs per node to build (graph construction,
 name uniquing, code generation and compilation on every model) and its forward fetches every layer
@@ -39,35 +39,42 @@ with warnings.catch_warnings():
     from torch import nn
 
 from .errors import ArchspecError, Diagnostic, Span
-from .init import apply_inits, module_inits, seeded
+from .init import ModuleInit, module_init, seeded
 from .ir import DEFAULT_MAX_PARAMS, Graph, check_max_params
 from .ops import Counts, Op, Shape, get_op, is_builtin
 
-__all__ = ["ArchspecModule", "Block", "Lowering", "lower"]
+__all__ = ["ArchspecModule", "Block", "Lowering", "disable_inplace", "inplace_nodes", "lower"]
 
 # A step of the forward: (node name, kind, input names, spec position).  kind is "module" (call the
 # submodule at the node's dotted path), "inplace" (the same, for an activation that overwrites its
-# input: see inplace_nodes), "add" (sum the inputs), "mul" (multiply them, broadcasting) or "concat"
-# (torch.cat on channels).
+# input: see inplace_nodes), "add" (sum the inputs), "add_" (the same, accumulated into the first input,
+# which is overwritten), "mul" (multiply them, broadcasting) or "concat" (torch.cat on channels).
 Step = tuple[str, str, tuple[str, ...], str]
 Plan = tuple[str, tuple[Step, ...], str]  # (class name, steps, output node)
 #: Ops that lower to an expression in the generated forward instead of a submodule.
 FUNCTIONAL_OPS = ("add", "concat", "mul")
-#: Activations that run in place where :func:`inplace_nodes` finds it safe.  Their in-place backward
-#: reads the *result* (``threshold_backward``/``hardtanh_backward``/``leaky_relu_backward`` with
-#: ``self_is_result``), and the result tells apart exactly the inputs the input would (``y > 0`` iff
-#: ``x > 0``; ``min < y < max`` iff ``min < x < max``; leaky: ``y > 0`` iff ``x > 0`` for a slope ≥ 0,
-#: which the spec enforces), so values and gradients are bit-identical to the out-of-place op, and
-#: nothing extra is saved.  Activations whose backward needs the input (``silu``, ``hardswish``, ``mish``,
-#: ``hardsigmoid``) make autograd save a copy of it when run in place: no memory saved, an extra copy
-#: in training, so they stay out of place.
-INPLACE_OPS = frozenset({"relu", "relu6", "hardtanh", "leaky-relu"})
-#: Producers whose output an in-place activation may overwrite: each always returns a newly allocated
-#: tensor (never its input, a view of it, or a parameter; unlike identity, flatten, slice, dropout or
-#: stochastic depth in eval mode, which return their input or a view of it), and its backward reads
-#: its inputs and saved statistics but never its own output (unlike relu, sigmoid, tanh, softmax or
-#: an in-place op, whose saved result would be overwritten: autograd would raise).
+#: Activations that run in place where :func:`inplace_nodes` finds it safe (as torchvision builds them:
+#: ``nn.ReLU(inplace=True)``, ``nn.ReLU6(inplace=True)``, ``nn.SiLU(inplace=True)``, ``nn.Hardswish(inplace=True)``).
+#: relu, relu6, hardtanh and leaky-relu: their in-place backward reads the *result*
+#: (``threshold_backward``/``hardtanh_backward``/``leaky_relu_backward`` with ``self_is_result``), and
+#: the result tells apart exactly the inputs the input would (``y > 0`` iff ``x > 0``; ``min < y < max``
+#: iff ``min < x < max``; leaky: ``y > 0`` iff ``x > 0`` for a slope ≥ 0, which the spec enforces), so
+#: nothing extra is saved.  silu, hardswish, hardsigmoid and mish: their backward needs the input, and
+#: autograd, when a gradient is needed, keeps a copy of it before the in-place op overwrites it (PyTorch's
+#: ``original_self``): the gradient is exact and training saves as much as out of place (plus one copy,
+#: as torchvision's), while inference skips the output allocation.  Either way the same kernel computes
+#: the same values: outputs and gradients are bit-identical to the out-of-place op.
+INPLACE_OPS = frozenset({"relu", "relu6", "hardtanh", "leaky-relu", "silu", "hardswish", "hardsigmoid", "mish"})
+#: Producers whose output an in-place activation (or add) may overwrite: each always returns a newly
+#: allocated tensor (never its input, a view of it, or a parameter; unlike identity, flatten, slice,
+#: dropout or stochastic depth in eval mode, which return their input or a view of it), and its backward
+#: reads its inputs and saved statistics but never its own output (unlike relu, sigmoid, tanh, softmax
+#: or an in-place op, whose saved result would be overwritten: autograd would raise).
 INPLACE_PRODUCERS = frozenset({"conv", "conv-transpose", "linear", "bn", "groupnorm", "add", "concat", "mul"})
+#: Ops that return either their input itself or a fresh tensor, and whose backward never reads their
+#: output (identity; dropout and stochastic depth: the input in eval mode, ``input * mask`` in training).
+#: Their output may be overwritten when their input may: the overwritable value is followed through them.
+INPLACE_PASS_THROUGH = frozenset({"identity", "dropout", "stochastic-depth"})
 
 
 class Block(nn.Module):
@@ -113,8 +120,8 @@ class ArchspecModule(nn.Module):
         """Run the network on ``x`` and return every node's output by spec name (feature extraction).
 
         Runs the same generated code as ``forward``, keeping each intermediate instead of dropping it;
-        an activation that runs in place there gets a copy of its input here, so the value it would
-        overwrite is returned as the out-of-place network computes it.
+        an activation that runs in place there gets a copy of its input here, and sums are not
+        accumulated in place, so every value is returned as the out-of-place network computes it.
         """
         cls = type(self)
         if cls.__dict__.get("_archspec_intermediates") is None:
@@ -169,14 +176,14 @@ class Lowering:
         inplace = inplace_nodes(graph)
         self.cls = _model_class(_plan(graph, inplace))
         # (parent path, name) of the activations switched to in place after the modules are made
-        self.inplace = tuple(name.rpartition(".")[::2] for name in graph.nodes if name in inplace)
+        self.inplace = tuple(name.rpartition(".")[::2] for name in inplace if graph.nodes[name].op not in FUNCTIONAL_OPS)
         total = graph.total
         self.path = graph.path
         self.elements = total.params + total.buffers  # what building allocates (for the out-of-memory error)
         # ("container", parent path, name, display name) or ("module", parent path, name, op, params, in, out)
         self.steps: list[tuple[Any, ...]] = []
-        # step index → (the node's non-default initialisations, its name): applied right after the module is made
-        self.inits: dict[int, tuple[Any, str]] = {}
+        # step index → the node's initialisation (the spec's init), applied right after the module is made
+        self.inits: dict[int, ModuleInit] = {}
         made: set[str] = set()
         for node in graph.nodes.values():
             if node.op in FUNCTIONAL_OPS:
@@ -195,9 +202,9 @@ class Lowering:
             in_shapes = [graph.shape_of(i) for i in node.inputs]
             check = None if is_builtin(op) else (node.name, node.span, node.counts)  # plugin ops: checked when built
             self.steps.append(("module", ".".join(prefix), leaf, op, node.params, in_shapes, node.shape, check))
-            inits = module_inits(graph, node)
-            if inits:
-                self.inits[len(self.steps) - 1] = (inits, node.name)
+            init = module_init(graph, node)
+            if init is not None:
+                self.inits[len(self.steps) - 1] = init
 
     def build(self, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
               seed: int | None = None) -> ArchspecModule:
@@ -226,7 +233,7 @@ class Lowering:
                         else:
                             parent.add_module(leaf, _lower_plugin(op, params, in_shapes, out, *check))
                         if index in self.inits:  # each module re-initialised as soon as it exists, like --emit-python's
-                            apply_inits(parent._modules[leaf], *self.inits[index])
+                            self.inits[index].apply(parent._modules[leaf])
                 for parent_path, leaf in self.inplace:  # nn.ReLU(inplace=True) etc.: same module tree and state dict
                     where[parent_path]._modules[leaf].inplace = True
             if dtype is not None:
@@ -283,44 +290,88 @@ def _lower_plugin(op: Op, params: Any, in_shapes: list[Shape], out: Shape, name:
 # ------------------------------------------------------------------ the generated class
 
 
-def inplace_nodes(graph: Graph) -> frozenset[str]:
-    """The activation nodes that run in place (``nn.ReLU(inplace=True)``), decided from the graph alone.
+def inplace_nodes(graph: Graph) -> dict[str, int]:
+    """The nodes that overwrite one of their inputs, decided from the graph alone: name → input index.
 
-    A node qualifies when it is one of archspec's own :data:`INPLACE_OPS` and its one input is the
-    output of one of archspec's own :data:`INPLACE_PRODUCERS` (so the tensor it overwrites is fresh and
-    not needed by any backward) that no other node reads and that is not the network's output.  It is
-    what torchvision does (``nn.ReLU(inplace=True)`` after a conv, a batch norm or the residual add).
-    The network input is never overwritten.  :meth:`ArchspecModule.intermediates` copies the input of
-    these nodes first, so every value it returns is the one the out-of-place network computes.
+    An activation (one of archspec's own :data:`INPLACE_OPS`, built as ``nn.ReLU(inplace=True)`` etc.)
+    overwrites its input, an ``add`` the input it accumulates into (``a.add_(b)``, as torchvision's
+    residual ``out += identity``), when that input is the output of one of archspec's own
+    :data:`INPLACE_PRODUCERS` (a fresh tensor no backward reads), possibly through
+    :data:`INPLACE_PASS_THROUGH` ops, and no other node reads it (nor any value on the way), it is not
+    the network's output and it has the node's output shape (no broadcasting).  The network input is
+    never overwritten.  An ``add`` of two inputs may overwrite either (IEEE addition is commutative, so
+    ``b + a`` is bit-identical to ``a + b``); one of three or more only its first, keeping the order of
+    the additions.  :meth:`ArchspecModule.intermediates` gives in-place activations a copy of their input
+    and adds out of place, so every value it returns is the one the out-of-place network computes.
     """
     readers: dict[str, int] = {}
     for node in graph.nodes.values():
         for name in node.inputs:
             readers[name] = readers.get(name, 0) + 1
-    out: set[str] = set()
+
+    def overwritable(name: str, shape: Shape) -> bool:
+        while True:
+            source = graph.nodes.get(name)
+            if (source is None or readers[name] != 1 or name == graph.output or source.shape != shape
+                    or source.op not in INPLACE_PRODUCERS | INPLACE_PASS_THROUGH):
+                return False
+            op = get_op(source.op)
+            if op is None or not is_builtin(op):  # a plugin may have replaced a built-in op's name
+                return False
+            if source.op in INPLACE_PRODUCERS:
+                return True
+            name = source.inputs[0]  # a pass-through op: what it returns may be its input
+
+    out: dict[str, int] = {}
     for node in graph.nodes.values():
-        if node.op not in INPLACE_OPS or len(node.inputs) != 1:
+        if node.op not in INPLACE_OPS and node.op != "add":
             continue
-        source = graph.nodes.get(node.inputs[0])
-        if (source is None or source.op not in INPLACE_PRODUCERS or readers[source.name] != 1
-                or source.name == graph.output):
+        op = get_op(node.op)
+        if op is None or not is_builtin(op):
             continue
         if node.op == "leaky-relu" and not getattr(node.params, "slope", -1) >= 0:
             continue  # pragma: no cover - the spec's parameter model already refuses a negative slope
-        act, producer = get_op(node.op), get_op(source.op)
-        if act is not None and producer is not None and is_builtin(act) and is_builtin(producer):  # not a plugin's
-            out.add(node.name)
-    return frozenset(out)
+        candidates = range(len(node.inputs)) if node.op == "add" and len(node.inputs) == 2 else range(1)
+        for i in candidates:
+            if overwritable(node.inputs[i], node.shape):
+                out[node.name] = i
+                break
+    return out
 
 
-def _plan(graph: Graph, inplace: frozenset[str] = frozenset()) -> Plan:
-    """The data the forward is generated from: node names, kinds, inputs and spec positions."""
-    steps = tuple(
-        (node.name, node.op if node.op in FUNCTIONAL_OPS else "inplace" if node.name in inplace else "module",
-         tuple(node.inputs), str(node.span) if node.span else "")
-        for node in graph.nodes.values()
-    )
-    return (camel(graph.name), steps, graph.output)
+def disable_inplace(model: ArchspecModule) -> ArchspecModule:
+    """Make ``model`` compute everything out of place (it is changed, and returned).
+
+    Its activation modules get ``inplace=False`` and its class becomes the one generated without
+    in-place sums (same modules, state dict and results; pickling and copies keep the choice).  For
+    what overwriting values gets in the way of: full backward hooks (Captum, Grad-CAM), forward hooks
+    that keep a producer's output, or surgery that makes a producer return its input (``nn.Identity()``).
+    """
+    name, steps, output = type(model)._archspec_plan
+    for step in steps:
+        if step[1] == "inplace":
+            model.get_submodule(step[0]).inplace = False
+    plain = tuple((n, {"inplace": "module", "add_": "add"}.get(kind, kind), inputs, where)
+                  for n, kind, inputs, where in steps)
+    model.__class__ = _model_class((name, plain, output))
+    return model
+
+
+def _plan(graph: Graph, inplace: dict[str, int] | None = None) -> Plan:
+    """The data the forward is generated from: node names, kinds, inputs and spec positions.
+
+    ``inplace`` (:func:`inplace_nodes`) makes activations ``"inplace"`` and adds ``"add_"`` with the
+    overwritten input first.
+    """
+    inplace = inplace or {}
+    steps: list[Step] = []
+    for node in graph.nodes.values():
+        kind, inputs = (node.op if node.op in FUNCTIONAL_OPS else "module"), tuple(node.inputs)
+        if node.name in inplace:
+            i = inplace[node.name]
+            kind, inputs = ("add_", (inputs[i], *inputs[:i], *inputs[i + 1:])) if kind == "add" else ("inplace", inputs)
+        steps.append((node.name, kind, inputs, str(node.span) if node.span else ""))
+    return (camel(graph.name), tuple(steps), graph.output)
 
 
 _PRINTABLE = re.compile(r"[^\x20-\x7e]")  # spec positions go into comments: one printable ASCII line
@@ -412,8 +463,10 @@ def _source(plan: Plan, *, keep: bool) -> str:
             last_use[name] = i
     for i, (name, kind, inputs, where) in enumerate(steps):
         args = [var[a] for a in inputs]
-        if kind == "add":
+        if kind == "add" or (kind == "add_" and keep):
             expr = " + ".join(args)
+        elif kind == "add_":
+            expr = args[0] + "".join(f".add_({a})" for a in args[1:])
         elif kind == "mul":
             expr = " * ".join(args)
         elif kind == "concat":
@@ -423,7 +476,7 @@ def _source(plan: Plan, *, keep: bool) -> str:
                 args = [f"torch.clone({a})" for a in args]
             prefix, _, leaf = name.rpartition(".")
             expr = f"{container(prefix)}[{leaf!r}]({', '.join(args)})"
-        note = "; ".join(filter(None, (_PRINTABLE.sub("?", where), "in place" if kind == "inplace" else "")))
+        note = "; ".join(filter(None, (_PRINTABLE.sub("?", where), "in place" if kind in ("inplace", "add_") else "")))
         body.append(f"{var[name]} = {expr}" + (f"  # {note}" if note else ""))
         if not keep:
             dead = [var[a] for a in dict.fromkeys(inputs) if last_use.get(a) == i and a != output]
