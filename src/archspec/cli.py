@@ -353,7 +353,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_plugin_option(p)
     p.set_defaults(func=_cmd_validate)
 
-    from .render import DEFAULT_DEPTH, DIRECTIONS, FORMATS, THEMES
+    from .themes import DEFAULT_DEPTH, DIRECTIONS, FORMATS, THEMES
 
     p = sub.add_parser("render", help="draw the network as a Graphviz diagram (DOT, SVG, PNG or PDF; no torch import)")
     p.add_argument("specs", nargs="+", metavar="SPEC",

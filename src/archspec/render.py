@@ -39,6 +39,7 @@ from .fsutil import check_output, check_output_dir, mkdirs, write_atomic
 from .init import init_text
 from .ir import Graph, Group, Node
 from .ops import Shape, fmt_shape, get_op, pair
+from .themes import DEFAULT_DEPTH, DIRECTIONS, FORMATS, THEMES, Theme
 
 __all__ = [
     "DEFAULT_DEPTH",
@@ -59,12 +60,6 @@ __all__ = [
     "to_dot",
 ]
 
-#: Output formats; everything but ``dot`` needs Graphviz's ``dot`` program.
-FORMATS = ("svg", "png", "pdf", "dot")
-DIRECTIONS = ("TB", "LR")
-#: Default depth: ``"auto"``, the most detailed level (all, else one level less each time) whose figure
-#: fits the page at a readable scale.
-DEFAULT_DEPTH: int | str | None = "auto"
 #: The page a figure is made for, in pixels at 96 dpi: its width, and the height it should not exceed
 #: (a page you scroll once).
 PAGE_WIDTH_PX = 1000
@@ -77,42 +72,6 @@ _INSTALL_HINT = (
     "install Graphviz (e.g. 'apt-get install graphviz', 'brew install graphviz' or 'conda install graphviz') "
     "or use --format dot"
 )
-
-
-@dataclass(frozen=True)
-class _Theme:
-    background: str
-    font: str
-    edge: str
-    skip: str
-    cluster_border: str
-    cluster_fill: tuple[str, ...]
-    collapsed: str
-    merge: str
-    categories: dict[str, str] = field(default_factory=dict)
-
-
-THEMES: dict[str, _Theme] = {
-    "light": _Theme(
-        background="white", font="#1a1a1a", edge="#444444", skip="#c0392b", cluster_border="#8c8c8c",
-        cluster_fill=("#f7f7f7", "#eef3f8", "#f8f3ea"), collapsed="#dde8f5", merge="#fde9b8",
-        categories={"conv": "#cfe2f3", "linear": "#d9ead3", "pool": "#fce5cd", "act": "#f3f3f3",
-                    "norm": "#ead1dc", "reg": "#eeeeee", "shape": "#eeeeee", "merge": "#fde9b8",
-                    "other": "#ffffff"},
-    ),
-    "dark": _Theme(
-        background="#1e1e1e", font="#e8e8e8", edge="#bbbbbb", skip="#ff7b6b", cluster_border="#777777",
-        cluster_fill=("#2a2a2a", "#26303a", "#3a3326"), collapsed="#2f4a66", merge="#6b5520",
-        categories={"conv": "#2c4d6e", "linear": "#33553a", "pool": "#6b4a26", "act": "#3a3a3a",
-                    "norm": "#5a3048", "reg": "#3a3a3a", "shape": "#3a3a3a", "merge": "#6b5520",
-                    "other": "#333333"},
-    ),
-    "mono": _Theme(
-        background="white", font="black", edge="black", skip="black", cluster_border="black",
-        cluster_fill=("white", "white", "white"), collapsed="#e6e6e6", merge="#d0d0d0",
-        categories={},
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -650,7 +609,7 @@ def _item_label(graph: Graph, lay: _Layout, item: _Item) -> str | _Html:
     return table if table is not None else "\n".join(head + tail)
 
 
-def _node_style(graph: Graph, lay: _Layout, item: _Item, theme: _Theme, label: str | _Html) -> dict[str, str]:
+def _node_style(graph: Graph, lay: _Layout, item: _Item, theme: Theme, label: str | _Html) -> dict[str, str]:
     if item.node is None:
         style = {"shape": "box", "style": "rounded,filled,bold", "fillcolor": theme.collapsed,
                  "peripheries": "2" if item.kind == "fold" else "1"}
