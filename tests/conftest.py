@@ -31,6 +31,22 @@ def two_threads() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Run one intra-op thread; restore afterwards (``pytestmark = pytest.mark.usefixtures("one_thread")``).
+
+    For modules whose work is many small convolutions or reductions (models at inputs of a few dozen pixels,
+    initialisation statistics): a second thread saves little there, and on a busy machine every parallel
+    region waits for it, several to tens of times slower.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 PLUGIN_SRC = Path(__file__).resolve().parent / "plugin_pkg" / "src"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import select
@@ -19,6 +18,7 @@ import pytest
 
 from archspec.cli import main
 from conftest import SPECS
+from helpers_fs import fifo_reader
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -245,41 +245,15 @@ def test_a_failed_write_prints_no_success_table(capsys: pytest.CaptureFixture[st
     assert list(tmp_path.iterdir()) == []
 
 
-def _fifo_reader(path: Path) -> tuple[threading.Thread, list[bytes]]:
-    got: list[bytes] = []
-
-    def read() -> None:
-        with open(path, "rb") as fh:
-            got.append(fh.read())
-
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    return thread, got
-
-
-def _release(path: Path, thread: threading.Thread) -> None:
-    thread.join(timeout=60)
-    if thread.is_alive():
-        with contextlib.suppress(OSError):
-            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-        thread.join(timeout=10)
-
-
 def test_fifo_outputs_are_written_through(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     fifo = tmp_path / "out.fifo"
     os.mkfifo(fifo)
-    thread, got = _fifo_reader(fifo)
-    try:
+    with fifo_reader(fifo) as got:
         code, out, err = run(capsys, "render", str(SPECS / "lenet.yaml"), "-o", str(fifo), "--format", "dot")
-    finally:
-        _release(fifo, thread)
     assert code == 0, err
     assert got and got[0].startswith(b'digraph "lenet"') and out == ""
-    thread, got = _fifo_reader(fifo)
-    try:
+    with fifo_reader(fifo) as got:
         code, out, err = run(capsys, "build", str(SPECS / "lenet.yaml"), "--emit-python", str(fifo))
-    finally:
-        _release(fifo, thread)
     assert code == 0, err
     assert "61,706 parameters" in out and f"wrote {fifo}" in err
     compile(got[0].decode("utf-8"), "emitted.py", "exec")  # a whole module (only compiled, never run)

@@ -13,9 +13,7 @@ shapes, same output).  The lowering's generated forward (``model.code``) is chec
 from __future__ import annotations
 
 import ast
-import importlib.util
 import itertools
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import archspec
+import helpers_emit
 from archspec.emit_python import emit_python
 from archspec.errors import ArchspecError
 from archspec.expand import _module_attribute
@@ -215,37 +214,18 @@ _counter = itertools.count()
 
 
 def load_emitted(text: str, directory: Path) -> type[nn.Module]:
-    """Import the emitted file (as a real module file) and return its network class (the last one)."""
-    name = f"archspec_fuzz_{next(_counter)}"
-    path = directory / f"{name}.py"
-    path.write_text(text, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[name]
-    last = [n for n in ast.parse(text).body if isinstance(n, ast.ClassDef)][-1]
-    return getattr(module, last.name)
+    """Import the emitted file (as a real module file, under a fresh name) and return its network class."""
+    return helpers_emit.load_emitted(text, directory / f"archspec_fuzz_{next(_counter)}.py")[1]
 
 
 def check_equivalent(graph: Graph, cls: type[nn.Module]) -> None:
     """The emitted class builds archspec.build's module: same state_dict keys and shapes, same output."""
-    built = archspec.build(graph).eval()
-    ejected = cls().eval()
-    shapes = [(k, tuple(v.shape)) for k, v in ejected.state_dict().items()]
-    assert shapes == [(k, tuple(v.shape)) for k, v in built.state_dict().items()]
-    ejected.load_state_dict(built.state_dict())
-    x = torch.randn(1, *graph.input_shape)
-    with torch.no_grad():
-        torch.testing.assert_close(ejected(x), built(x), equal_nan=True)
+    built = helpers_emit.assert_emitted_equals_build(graph, cls, equal_nan=True)
     # The lowering's own generated source (model.code) is whitelisted under the same names.
     assert isinstance(built, ArchspecModule)
     _assert_safe(built.code)
     _assert_safe(_source(type(built)._archspec_plan, keep=True))
-    assert set(built.intermediates(x)) == set(graph.nodes)
+    assert set(built.intermediates(torch.randn(1, *graph.input_shape))) == set(graph.nodes)
 
 
 def run_one(text: str, directory: Path, sentinel: Path) -> Graph | ArchspecError:

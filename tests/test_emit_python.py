@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
 import keyword
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from archspec.emit_python import emit_python, module_source
 from archspec.errors import ArchspecError
 from archspec.ops import OPS, Op, register_op
 from conftest import SEEDS, SPECS
+from helpers_emit import assert_emitted_equals_build, load_emitted
 
 GRAPH_SPEC = """\
 archspec: 1
@@ -48,20 +47,6 @@ output: prob
 """.replace("{flatten, from: pool}", "{flatten: null, from: pool}")
 
 
-def _load(text: str, path: Path) -> tuple[Any, type[torch.nn.Module]]:
-    path.write_text(text, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[path.stem]
-    last = [n for n in ast.parse(text).body if isinstance(n, ast.ClassDef)][-1]
-    return module, getattr(module, last.name)
-
-
 def _imports(text: str) -> set[str]:
     out = set()
     for node in ast.walk(ast.parse(text)):
@@ -76,16 +61,9 @@ def _check_equivalent(source: Any, tmp_path: Path, name: str) -> str:
     graph = archspec.analyze(source)
     text = emit_python(graph)
     assert _imports(text) == {"torch"}
-    _, cls = _load(text, tmp_path / f"emitted_{name}.py")
+    _, cls = load_emitted(text, tmp_path / f"emitted_{name}.py")
     torch.manual_seed(0)
-    built = archspec.build(graph).eval()
-    ejected = cls().eval()
-    built_sd, ejected_sd = built.state_dict(), ejected.state_dict()
-    assert [(k, tuple(v.shape)) for k, v in ejected_sd.items()] == [(k, tuple(v.shape)) for k, v in built_sd.items()]
-    ejected.load_state_dict(built_sd)
-    x = torch.randn(1, *graph.input_shape)
-    with torch.no_grad():
-        torch.testing.assert_close(ejected(x), built(x))
+    assert_emitted_equals_build(graph, cls)
     return text
 
 
@@ -319,7 +297,7 @@ def test_cli_emit_python(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["build", str(SPECS / "lenet.yaml"), "--emit-python", str(out)]) == 0
     captured = capsys.readouterr()
     assert str(out) in captured.err and "lenet" in captured.out
-    _, cls = _load(out.read_text(encoding="utf-8"), out)
+    _, cls = load_emitted(out.read_text(encoding="utf-8"), out)
     assert cls.__name__ == "Lenet"
     assert sum(p.numel() for p in cls().parameters()) == 61_706
 
@@ -444,7 +422,7 @@ def test_hostile_spec_file_name(newline: bool, tmp_path: Path, monkeypatch: pyte
     else:
         assert main(["build", str(spec), "--emit-python", str(out)]) == 0
     text = out.read_text(encoding="utf-8")
-    module, cls = _load(text, out)
+    module, cls = load_emitted(text, out)
     assert not sentinel.exists()
     assert name in (module.__doc__ or "")
     assert cls()(torch.randn(1, 1, 8, 8)).shape == (1, 2, 8, 8)
@@ -457,7 +435,7 @@ def test_infinite_float_arguments_are_written_as_float_calls(tmp_path: Path) -> 
     spec = "archspec: 1\nname: f\ninput: [1, 8, 8]\nlayers: [conv: {out: 2, k: 1}, leaky_relu: {slope: .inf}]\n"
     text = emit_python(archspec.analyze(spec))
     assert "nn.LeakyReLU(negative_slope=float('inf'), inplace=True)" in text
-    _, cls = _load(text, tmp_path / "emitted_inf.py")
+    _, cls = load_emitted(text, tmp_path / "emitted_inf.py")
     assert cls().leaky_relu1.negative_slope == float("inf")
 
 

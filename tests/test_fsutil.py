@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from archspec.errors import ArchspecError
 from archspec.fsutil import check_output, check_output_dir, mkdirs, write_atomic
+from helpers_fs import fifo_reader
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -62,27 +63,6 @@ def umask(mask: int) -> Iterator[None]:
         yield
     finally:
         os.umask(old)
-
-
-@contextlib.contextmanager
-def fifo_reader(path: Path) -> Iterator[list[bytes]]:
-    """Read everything written to the FIFO ``path`` in a thread; the list holds the bytes afterwards."""
-    got: list[bytes] = []
-
-    def read() -> None:
-        with open(path, "rb") as fh:
-            got.append(fh.read())
-
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    try:
-        yield got
-    finally:
-        thread.join(timeout=30)
-        if thread.is_alive():  # nothing opened the FIFO for writing: release the reader
-            with contextlib.suppress(OSError):
-                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-            thread.join(timeout=10)
 
 
 @contextlib.contextmanager

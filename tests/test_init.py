@@ -9,13 +9,11 @@ normal 3) for large ones, and stay within the source's range where its values ar
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 import sys
 import textwrap
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +38,11 @@ from archspec.init import (
 )
 from archspec.mapping import KeyMapping, export_state_dict
 from conftest import ROOT, SPECS
+from helpers_emit import load_emitted
 from reference_nets import REFERENCE_NETS
 from weight_transfer import execution_order
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: the statistics are many small reductions, which on busy cores wait for each other's
-    OpenMP threads (tens of times slower with two), and the builds gain little from a second one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # why: see conftest.one_thread
 
 
 IMAGENET = SPECS / "imagenet"
@@ -541,25 +532,12 @@ def test_seed_makes_a_build_reproducible() -> None:
         archspec.build("lenet", seed=-1)
 
 
-def _load_emitted(text: str, path: Path) -> type[nn.Module]:
-    path.write_text(text, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[path.stem]
-    return getattr(module, text.rsplit("\nclass ", 1)[1].split("(", 1)[0])
-
-
 @pytest.mark.parametrize("name", ["imagenet/mobilenet_v2", "imagenet/squeezenet1_1", "googlenet"])
 def test_emitted_source_initialises_as_build(name: str, tmp_path: Path) -> None:
     graph = archspec.analyze(SPECS / f"{name}.yaml")
     text = emit_python(graph)
     assert "nn.init." in text
-    cls = _load_emitted(text, tmp_path / f"emitted_{name.replace('/', '_')}.py")
+    _, cls = load_emitted(text, tmp_path / f"emitted_{name.replace('/', '_')}.py")
     torch.manual_seed(3)
     ejected = cls()
     built = archspec.build(graph, seed=3)

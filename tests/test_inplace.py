@@ -13,10 +13,7 @@ end), batch 2.
 
 from __future__ import annotations
 
-import ast
 import copy
-import importlib.util
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,8 @@ import archspec
 from archspec.emit_python import emit_python
 from archspec.lower_torch import INPLACE_OPS, disable_inplace, inplace_nodes
 from conftest import ROOT, SPECS
+from helpers_emit import load_emitted
+from helpers_models import assert_one_graph_in_train_and_eval
 
 pytestmark = pytest.mark.usefixtures("two_threads")
 
@@ -300,20 +299,6 @@ def test_intermediates_are_the_out_of_place_values(name: str) -> None:
 # Eject and torch.compile
 
 
-def _load_emitted(text: str, path: Path) -> type[nn.Module]:
-    path.write_text(text, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[path.stem]
-    last = [n for n in ast.parse(text).body if isinstance(n, ast.ClassDef)][-1]
-    return getattr(module, last.name)
-
-
 @pytest.mark.parametrize("name", ["mobilenet_v2", "seed_densenet"])
 def test_emit_python_writes_the_same_choices(name: str, tmp_path: Path) -> None:
     path, shape = CASES[name]
@@ -322,7 +307,7 @@ def test_emit_python_writes_the_same_choices(name: str, tmp_path: Path) -> None:
     inplace = inplace_nodes(graph)
     assert "inplace=True" in text
     assert (".add_(" in text) == any(graph.nodes[n].op == "add" for n in inplace)
-    cls = _load_emitted(text, tmp_path / f"emitted_{name}.py")
+    _, cls = load_emitted(text, tmp_path / f"emitted_{name}.py")
     torch.manual_seed(0)
     model = archspec.build(path, input_shape=shape)
     emitted = cls()
@@ -341,13 +326,7 @@ def test_dynamo_captures_one_graph_in_train_and_eval(name: str) -> None:
     model = archspec.build(path, input_shape=shape)
     assert _n_inplace(model) > 0 and ".add_(" in model.code
     x = torch.randn(2, *shape)
-    for mode in (False, True):
-        model.train(mode)
-        torch._dynamo.reset()
-        explanation = torch._dynamo.explain(model)(x)
-        assert explanation.graph_break_count == 0, explanation.break_reasons
-        assert explanation.graph_count == 1
-    torch._dynamo.reset()
+    assert_one_graph_in_train_and_eval(model, x)
     if name != "resnet18":  # compiling a training step once is enough (it takes a while on two cores)
         return
     reference = _out_of_place(model)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-import textwrap
 from collections import OrderedDict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +24,18 @@ import archspec
 import tv
 from archspec import analyze
 from archspec.errors import ArchspecError
-from archspec.mapping import export_state_dict, find_mapping, import_state_dict
+from archspec.mapping import export_state_dict, import_state_dict
 from archspec.testing import check_op
 from conftest import ROOT
+from helpers_models import (
+    assert_counts_match,
+    assert_family_library,
+    assert_module_paths,
+    assert_same_in_eval_and_train,
+    family_member,
+)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: at these small inputs a second thread saves little, and on a busy machine
-    every parallel region waits for it (several times slower); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # why: see conftest.one_thread
 
 
 IMAGENET = ROOT / "specs" / "imagenet"
@@ -144,8 +141,7 @@ def test_counts_match_torchvision(name: str) -> None:
     decimals = len(repr(gflops).split(".")[1])
     assert round(graph.total.macs / 1e9, decimals) == gflops
     ref = skeleton(name, **MODELS[name][2])
-    assert graph.total.params == sum(p.numel() for p in ref.parameters())
-    assert graph.total.buffers == sum(b.numel() for b in ref.buffers())
+    assert_counts_match(graph, ref)
     assert graph.total.macs == conv_linear_macs(ref, size)
 
 
@@ -183,47 +179,48 @@ def test_torchvision_state_dict_loads_and_outputs_match(name: str) -> None:
     for key, tensor in ref.state_dict().items():
         assert torch.equal(theirs[key], tensor), key
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        expected = ref(x)
-        assert expected.abs().max() > 0.1 and expected.std() > 0.01  # the check means something
-        torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
-        # training mode: batch statistics, and dropout drawing the same random numbers
-        model.train()
-        ref.train()
-        torch.manual_seed(5)
-        ours = model(x)
-        torch.manual_seed(5)
-        torch.testing.assert_close(ours, ref(x), rtol=1e-4, atol=1e-5)
+    # eval mode, then training mode: batch statistics, and dropout drawing the same random numbers
+    expected = assert_same_in_eval_and_train(model, ref, x, rtol=1e-4, atol=1e-5)
+    assert expected.abs().max() > 0.1 and expected.std() > 0.01  # the check means something
     # the running statistics moved the same way (BatchNorm momentum)
     moved = export_state_dict(spec(name), model.state_dict())
     for key, tensor in ref.named_buffers():
         torch.testing.assert_close(moved[key], tensor, rtol=1e-5, atol=1e-6, msg=key)
 
 
-def test_module_paths_read_like_torchvision() -> None:
-    def table(name: str) -> dict[str, str]:
-        return find_mapping(spec(name), name).module_map(analyze(spec(name)))
+#: name → {archspec module path: torchvision's}, for a few modules of each model.
+MODULE_PATHS: dict[str, dict[str, str]] = {
+    "squeezenet1_0": {
+        "features.fire1.expand3x3": "features.3.expand3x3",
+        "features.fire8.squeeze": "features.12.squeeze",
+        "head.classifier.conv1": "classifier.1",
+    },
+    "resnext50_32x4d": {
+        "resnet.layer2.bottleneck1.residual_add1.shortcut.bn1": "layer2.0.downsample.1",
+        "resnet.layer4.bottleneck3.residual_add1.conv2": "layer4.2.conv2",
+    },
+    "inception_v3": {
+        "Mixed_6b.branch7x7dbl_4.conv": "Mixed_6b.branch7x7dbl_4.conv",
+        "Mixed_7c.branch3x3dbl_3b.bn": "Mixed_7c.branch3x3dbl_3b.bn",
+    },
+    "regnet_y_400mf": {
+        "regnet.stem.conv1": "stem.0",
+        "regnet.trunk_output.block3.res_bottleneck6.f.se.fc2": "trunk_output.block3.block3-5.f.se.fc2",
+        "regnet.trunk_output.block2.res_bottleneck1.proj.bn1": "trunk_output.block2.block2-0.proj.1",
+        "regnet.trunk_output.block4.res_bottleneck2.f.b.conv1": "trunk_output.block4.block4-1.f.b.0",
+    },
+    "mnasnet1_0": {
+        "layers.conv2": "layers.3",
+        "layers.stack1.inverted_residual2.residual_add1.layers.conv2": "layers.8.1.layers.3",
+        "layers.bn4": "layers.15",
+        "classifier.linear1": "classifier.1",
+    },
+}
 
-    squeeze = table("squeezenet1_0")
-    assert squeeze["features.fire1.expand3x3"] == "features.3.expand3x3"
-    assert squeeze["features.fire8.squeeze"] == "features.12.squeeze"
-    assert squeeze["head.classifier.conv1"] == "classifier.1"
-    resnext = table("resnext50_32x4d")
-    assert resnext["resnet.layer2.bottleneck1.residual_add1.shortcut.bn1"] == "layer2.0.downsample.1"
-    assert resnext["resnet.layer4.bottleneck3.residual_add1.conv2"] == "layer4.2.conv2"
-    inception = table("inception_v3")
-    assert inception["Mixed_6b.branch7x7dbl_4.conv"] == "Mixed_6b.branch7x7dbl_4.conv"
-    assert inception["Mixed_7c.branch3x3dbl_3b.bn"] == "Mixed_7c.branch3x3dbl_3b.bn"
-    regnet = table("regnet_y_400mf")
-    assert regnet["regnet.stem.conv1"] == "stem.0"
-    assert regnet["regnet.trunk_output.block3.res_bottleneck6.f.se.fc2"] == "trunk_output.block3.block3-5.f.se.fc2"
-    assert regnet["regnet.trunk_output.block2.res_bottleneck1.proj.bn1"] == "trunk_output.block2.block2-0.proj.1"
-    assert regnet["regnet.trunk_output.block4.res_bottleneck2.f.b.conv1"] == "trunk_output.block4.block4-1.f.b.0"
-    mnasnet = table("mnasnet1_0")
-    assert mnasnet["layers.conv2"] == "layers.3"
-    assert mnasnet["layers.stack1.inverted_residual2.residual_add1.layers.conv2"] == "layers.8.1.layers.3"
-    assert mnasnet["layers.bn4"] == "layers.15"
-    assert mnasnet["classifier.linear1"] == "classifier.1"
+
+@pytest.mark.parametrize("name", MODULE_PATHS)
+def test_module_paths_read_like_torchvision(name: str) -> None:
+    assert_module_paths(spec(name), name, MODULE_PATHS[name])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -248,11 +245,7 @@ def test_resnext_and_wide_resnet_reuse_the_resnet_bottleneck() -> None:
     ("resnet_family", ["resnext50_32x4d", "wide_resnet50_2"]),
 ])
 def test_libraries_describe_no_network_and_members_import_them(library: str, members: list[str]) -> None:
-    with pytest.raises(ArchspecError) as exc:
-        analyze(IMAGENET / f"{library}.yaml")
-    assert [d.code for d in exc.value.diagnostics] == ["E-LIBRARY"]
-    for name in members:
-        assert f"imports: [{library}.yaml]" in spec(name).read_text()
+    assert_family_library(library, members)
 
 
 @pytest.mark.parametrize(("tv_name", "args"), [
@@ -260,20 +253,9 @@ def test_libraries_describe_no_network_and_members_import_them(library: str, mem
     ("regnet_y_800mf", "{widths: [64, 144, 320, 784], depths: [1, 3, 8, 2], group_width: 16, se_ratio: 0.25}"),
 ])
 def test_regnet_family_builds_other_members(tmp_path: Path, tv_name: str, args: str) -> None:
-    path = tmp_path / f"{tv_name}.yaml"
-    path.write_text(textwrap.dedent(f"""
-        archspec: 1
-        name: {tv_name}
-        imports: ['archspec:imagenet/regnet_family.yaml']
-        input: [3, 224, 224]
-        layers:
-          - regnet: {args}
-            name: regnet
-        """))
     ref = skeleton(tv_name)
-    graph = analyze(path)
-    assert graph.total.params == sum(p.numel() for p in ref.parameters())
-    assert graph.total.buffers == sum(b.numel() for b in ref.buffers())
+    graph = analyze(family_member(tmp_path, tv_name, "regnet_family", f"regnet: {args}", "regnet"))
+    assert_counts_match(graph, ref)
     assert graph.total.macs == conv_linear_macs(ref, 224)
 
 

@@ -8,8 +8,6 @@ same random numbers — in training mode, where stochastic depth and dropout act
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +18,20 @@ from torch import nn
 import archspec
 import tv
 from archspec import analyze
-from archspec.errors import ArchspecError
-from archspec.mapping import export_state_dict, find_mapping, import_state_dict
+from archspec.mapping import export_state_dict, import_state_dict
 from conftest import ROOT
+from helpers_models import (
+    assert_counts_match,
+    assert_family_library,
+    assert_module_paths,
+    assert_same_in_eval_and_train,
+    family_member,
+)
 
 IMAGENET = ROOT / "specs" / "imagenet"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: these small inputs gain nothing from more, and on busy cores OpenMP threads
-    waiting for each other make every conv tens of times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # why: see conftest.one_thread
 
 
 #: name → (torchvision's parameter count, its weights enum entry). The published figures are read
@@ -105,8 +102,7 @@ def test_counts_match_torchvision(name: str) -> None:
     assert round(graph.total.macs / 1e9, decimals) == gflops
     with torch.device("meta"):
         ref = reference(name)
-    assert graph.total.params == sum(p.numel() for p in ref.parameters())
-    assert graph.total.buffers == sum(b.numel() for b in ref.buffers())
+    assert_counts_match(graph, ref)
 
 
 def _norms(model: nn.Module) -> list[tuple[str, float, float | None]]:
@@ -154,46 +150,45 @@ def test_torchvision_state_dict_loads_and_outputs_match(name: str) -> None:
     size = 64
     model = materialize(archspec.build(spec(name), input_shape=(3, size, size), device="meta", **drop),
                         import_state_dict(spec(name), tv_state, **drop))
+    # and back: archspec's state dict, renamed to torchvision's keys, is the state dict it came from
+    back = export_state_dict(spec(name), model.state_dict())
+    assert back.keys() == tv_state.keys() and all(torch.equal(back[k], tv_state[k]) for k in tv_state)
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        expected = ref(x)
-        assert expected.abs().max() > 0.1  # the check means something: no vanishing activations
-        torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
-        # and back: archspec's state dict, renamed to torchvision's keys, is the state dict it came from
-        back = export_state_dict(spec(name), model.state_dict())
-        assert back.keys() == tv_state.keys() and all(torch.equal(back[k], tv_state[k]) for k in tv_state)
-        # training mode: batch statistics, dropout and stochastic depth draw the same random numbers
-        model.train()
-        ref.train()
-        torch.manual_seed(5)
-        ours = model(x)
-        torch.manual_seed(5)
-        torch.testing.assert_close(ours, ref(x), rtol=1e-4, atol=1e-5)
+    # eval mode, then training mode: batch statistics, dropout and stochastic depth draw the same random numbers
+    expected = assert_same_in_eval_and_train(model, ref, x, rtol=1e-4, atol=1e-5)
+    assert expected.abs().max() > 0.1  # the check means something: no vanishing activations
 
 
-def test_module_paths_read_like_torchvision() -> None:
-    def table(name: str) -> dict[str, str]:
-        return find_mapping(spec(name), name).module_map(analyze(spec(name)))
+#: name → {archspec module path: torchvision's}, for a few modules of each model.
+MODULE_PATHS: dict[str, dict[str, str]] = {
+    "mobilenet_v3_large": {
+        "features.conv_bn_act1.conv1": "features.0.0",
+        "features.bneck1.ir.residual_add1.block.conv_bn_act1.conv1": "features.1.block.0.0",  # no expansion
+        "features.bneck5.ir.residual_add1.block.squeeze_excitation1.fc1": "features.5.block.2.fc1",
+        "features.bneck15.ir.residual_add1.block.conv_bn_act3.bn1": "features.15.block.3.1",
+        "classifier.linear2": "classifier.3",
+    },
+    "efficientnet_b0": {
+        "features.stage6.efficientnet_mbconv4.ir.residual_add1.block.squeeze_excitation1.fc2": "features.6.3.block.2.fc2",
+        "features.conv_bn_act2.bn1": "features.8.1",
+    },
+    "shufflenet_v2_x1_0": {
+        "shufflenet.stage2.shuffle_down1.inception_branch1.branch1.conv2": "stage2.0.branch1.2",
+        "shufflenet.stage3.shuffle_unit7.branch2.bn3": "stage3.7.branch2.6",
+        "shufflenet.conv5.conv1": "conv5.0",
+    },
+    "convnext_tiny": {
+        "features.stage3.cnblock9.residual_add1.layer_scale1": "features.5.8",
+        "features.stage1.cnblock1.residual_add1.block.channel_linear2": "features.1.0.block.5",
+        "features.downsample3.conv1": "features.6.1",
+        "classifier.linear1": "classifier.2",
+    },
+}
 
-    large = table("mobilenet_v3_large")
-    assert large["features.conv_bn_act1.conv1"] == "features.0.0"
-    assert large["features.bneck1.ir.residual_add1.block.conv_bn_act1.conv1"] == "features.1.block.0.0"  # no expansion
-    assert large["features.bneck5.ir.residual_add1.block.squeeze_excitation1.fc1"] == "features.5.block.2.fc1"
-    assert large["features.bneck15.ir.residual_add1.block.conv_bn_act3.bn1"] == "features.15.block.3.1"
-    assert large["classifier.linear2"] == "classifier.3"
-    b0 = table("efficientnet_b0")
-    assert b0["features.stage6.efficientnet_mbconv4.ir.residual_add1.block.squeeze_excitation1.fc2"] == \
-        "features.6.3.block.2.fc2"
-    assert b0["features.conv_bn_act2.bn1"] == "features.8.1"
-    shuffle = table("shufflenet_v2_x1_0")
-    assert shuffle["shufflenet.stage2.shuffle_down1.inception_branch1.branch1.conv2"] == "stage2.0.branch1.2"
-    assert shuffle["shufflenet.stage3.shuffle_unit7.branch2.bn3"] == "stage3.7.branch2.6"
-    assert shuffle["shufflenet.conv5.conv1"] == "conv5.0"
-    convnext = table("convnext_tiny")
-    assert convnext["features.stage3.cnblock9.residual_add1.layer_scale1"] == "features.5.8"
-    assert convnext["features.stage1.cnblock1.residual_add1.block.channel_linear2"] == "features.1.0.block.5"
-    assert convnext["features.downsample3.conv1"] == "features.6.1"
-    assert convnext["classifier.linear1"] == "classifier.2"
+
+@pytest.mark.parametrize("name", MODULE_PATHS)
+def test_module_paths_read_like_torchvision(name: str) -> None:
+    assert_module_paths(spec(name), name, MODULE_PATHS[name])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,32 +201,18 @@ def test_module_paths_read_like_torchvision() -> None:
     ("convnext_family", ["convnext_tiny"]),
 ])
 def test_libraries_describe_no_network_and_members_import_them(library: str, members: list[str]) -> None:
-    with pytest.raises(ArchspecError) as exc:
-        analyze(IMAGENET / f"{library}.yaml")
-    assert [d.code for d in exc.value.diagnostics] == ["E-LIBRARY"]
-    for name in members:
-        assert f"imports: [{library}.yaml]" in spec(name).read_text()
+    assert_family_library(library, members)
 
 
 def test_shufflenet_family_builds_the_other_widths(tmp_path: Path) -> None:
     """The family block with torchvision's ×0.5 and ×2.0 stage widths is torchvision's model."""
     for tv_name, channels in [("shufflenet_v2_x0_5", [24, 48, 96, 192, 1024]),
                               ("shufflenet_v2_x2_0", [24, 244, 488, 976, 2048])]:
-        path = tmp_path / f"{tv_name}.yaml"
-        path.write_text(textwrap.dedent(f"""
-            archspec: 1
-            name: {tv_name}
-            imports: ['archspec:imagenet/shufflenet_v2_family.yaml']
-            input: [3, 224, 224]
-            layers:
-              - shufflenet_v2: {{channels: {channels}}}
-                name: shufflenet
-            """))
+        path = family_member(tmp_path, tv_name, "shufflenet_v2_family", f"shufflenet_v2: {{channels: {channels}}}",
+                             "shufflenet")
         with torch.device("meta"):
             ref = reference(tv_name)
-        graph = analyze(path)
-        assert graph.total.params == sum(p.numel() for p in ref.parameters())
-        assert graph.total.buffers == sum(b.numel() for b in ref.buffers())
+        assert_counts_match(analyze(path), ref)
 
 
 def test_overrides_reach_the_blocks() -> None:

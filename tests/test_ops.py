@@ -16,11 +16,13 @@ from torch import nn
 from torch.nn import functional as F
 
 import archspec
+import tv
 from archspec import ArchspecError
 from archspec.models import OpParams
 from archspec.ops import BUILTIN_OPS, OPS, Conv, Counts, ShapeError, get_op
 from archspec.testing import check_op, torch_macs
 from conftest import ROOT
+from helpers_models import assert_one_graph_in_train_and_eval, assert_same_in_eval_and_train
 
 pytestmark = pytest.mark.usefixtures("two_threads")
 
@@ -405,93 +407,7 @@ def test_errors_of_the_new_ops(item: str, code: str, message: str) -> None:
 
 
 # ------------------------------------------------------------------ equivalence with torchvision's code
-
-
-class TorchvisionLayerNorm2d(nn.LayerNorm):
-    """torchvision/models/convnext.py's LayerNorm2d."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        x = x.permute(0, 3, 1, 2)
-        return x
-
-
-def torchvision_channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """torchvision/models/shufflenetv2.py's channel_shuffle."""
-    batchsize, num_channels, height, width = x.size()
-    channels_per_group = num_channels // groups
-    x = x.view(batchsize, groups, channels_per_group, height, width)
-    x = torch.transpose(x, 1, 2).contiguous()
-    x = x.view(batchsize, num_channels, height, width)
-    return x
-
-
-def torchvision_stochastic_depth(input: torch.Tensor, p: float, mode: str, training: bool = True) -> torch.Tensor:
-    """torchvision/ops/stochastic_depth.py's stochastic_depth."""
-    if not training or p == 0.0:
-        return input
-    survival_rate = 1.0 - p
-    if mode == "row":
-        size = [input.shape[0]] + [1] * (input.ndim - 1)
-    else:
-        size = [1] * input.ndim
-    noise = torch.empty(size, dtype=input.dtype, device=input.device)
-    noise = noise.bernoulli_(survival_rate)
-    if survival_rate > 0.0:
-        noise.div_(survival_rate)
-    return input * noise
-
-
-class Permute(nn.Module):
-    """torchvision/ops/misc.py's Permute."""
-
-    def __init__(self, dims: list[int]) -> None:
-        super().__init__()
-        self.dims = dims
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.permute(x, self.dims)
-
-
-class CNBlock(nn.Module):
-    """torchvision/models/convnext.py's CNBlock (norm_layer = LayerNorm with eps 1e-6)."""
-
-    def __init__(self, dim: int, layer_scale: float, stochastic_depth_prob: float) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim, bias=True),
-            Permute([0, 2, 3, 1]),
-            nn.LayerNorm(dim, eps=1e-6),
-            nn.Linear(in_features=dim, out_features=4 * dim, bias=True),
-            nn.GELU(),
-            nn.Linear(in_features=4 * dim, out_features=dim, bias=True),
-            Permute([0, 3, 1, 2]),
-        )
-        self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1) * layer_scale)
-        self.p = stochastic_depth_prob
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        result = self.layer_scale * self.block(input)
-        result = torchvision_stochastic_depth(result, self.p, "row", self.training)
-        result += input
-        return result
-
-
-class SqueezeExcitation(nn.Module):
-    """torchvision/ops/misc.py's SqueezeExcitation."""
-
-    def __init__(self, input_channels: int, squeeze_channels: int, scale_activation: type[nn.Module]) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(input_channels, squeeze_channels, 1)
-        self.fc2 = nn.Conv2d(squeeze_channels, input_channels, 1)
-        self.activation = nn.ReLU()
-        self.scale_activation = scale_activation()
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        scale = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(input)))))
-        return scale * input
+# (torchvision's own functions and modules, imported through tests/tv.py)
 
 
 def _lower(name: str, params: dict[str, Any], shape: tuple[int, ...]) -> nn.Module:
@@ -507,7 +423,7 @@ def _load(model: nn.Module, reference: nn.Module, keys: dict[str, str]) -> None:
 
 def test_layernorm_over_channels_is_torchvisions_layernorm2d() -> None:
     ours = _lower("layernorm", {"eps": 1e-6}, (6, 5, 4))
-    ref = TorchvisionLayerNorm2d(6, eps=1e-6)
+    ref = tv.module("models.convnext").LayerNorm2d(6, eps=1e-6)
     with torch.no_grad():
         ref.weight.normal_()
         ref.bias.normal_()
@@ -540,12 +456,13 @@ def test_groupnorm_is_f_group_norm() -> None:
 @pytest.mark.parametrize(("c", "groups"), [(4, 2), (6, 3), (116, 2), (12, 4)])
 def test_channel_shuffle_is_torchvisions(c: int, groups: int) -> None:
     ours = _lower("channel-shuffle", {"groups": groups}, (c, 3, 5))
+    channel_shuffle = tv.module("models.shufflenetv2").channel_shuffle
     x = torch.randn(2, c, 3, 5)
-    torch.testing.assert_close(ours(x), torchvision_channel_shuffle(x, groups), rtol=0, atol=0)
+    torch.testing.assert_close(ours(x), channel_shuffle(x, groups), rtol=0, atol=0)
     torch.testing.assert_close(ours(x), nn.ChannelShuffle(groups)(x), rtol=0, atol=0)
     # channels-last memory (which torchvision's view would refuse) is shuffled the same way
     xl = x.contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(ours(xl), torchvision_channel_shuffle(x, groups), rtol=0, atol=0)
+    torch.testing.assert_close(ours(xl), channel_shuffle(x, groups), rtol=0, atol=0)
 
 
 def test_two_slices_are_chunk_and_concat_restores() -> None:
@@ -562,6 +479,7 @@ def test_two_slices_are_chunk_and_concat_restores() -> None:
 @pytest.mark.parametrize("mode", ["row", "batch"])
 def test_stochastic_depth_is_torchvisions(mode: str) -> None:
     sd = _lower("stochastic-depth", {"p": 0.4, "mode": mode}, (3, 2, 2))
+    stochastic_depth = tv.module("ops").stochastic_depth
     x = torch.randn(64, 3, 2, 2)
     sd.eval()
     assert sd(x) is x  # the identity in eval mode, as torchvision's
@@ -570,7 +488,7 @@ def test_stochastic_depth_is_torchvisions(mode: str) -> None:
         torch.manual_seed(seed)
         got = sd(x)
         torch.manual_seed(seed)
-        torch.testing.assert_close(got, torchvision_stochastic_depth(x, 0.4, mode, True), rtol=0, atol=0)
+        torch.testing.assert_close(got, stochastic_depth(x, 0.4, mode, True), rtol=0, atol=0)
     torch.manual_seed(0)
     got = sd(x)
     kept = [bool(got[i].abs().sum() > 0) for i in range(64)]
@@ -600,8 +518,9 @@ def test_layer_scale_has_torchvisions_parameter() -> None:
 def test_channel_linear_is_linear_on_channels_and_a_1x1_conv() -> None:
     lin = _lower("channel-linear", {"out": 7}, (4, 3, 5))
     assert {k: tuple(v.shape) for k, v in lin.state_dict().items()} == {"weight": (7, 4), "bias": (7,)}
+    permute = tv.module("ops.misc").Permute
     x = torch.randn(2, 4, 3, 5)
-    ref = Permute([0, 3, 1, 2])(F.linear(Permute([0, 2, 3, 1])(x), lin.weight, lin.bias))
+    ref = permute([0, 3, 1, 2])(F.linear(permute([0, 2, 3, 1])(x), lin.weight, lin.bias))
     torch.testing.assert_close(lin(x), ref, rtol=0, atol=0)
     conv = F.conv2d(x, lin.weight[:, :, None, None], lin.bias)
     torch.testing.assert_close(lin(x), conv, rtol=1e-5, atol=1e-6)
@@ -652,7 +571,7 @@ layers:
 def test_squeeze_excitation_block_is_torchvisions() -> None:
     model = archspec.build(SE_SPEC)
     assert "se1_out = x * se1_hard" in model.code  # the merge is an expression, not a module
-    ref = SqueezeExcitation(16, 8, nn.Hardsigmoid)
+    ref = tv.module("ops.misc").SqueezeExcitation(16, 8, scale_activation=nn.Hardsigmoid)
     _load(model, ref, {f"se1.{a}.{t}": f"{a}.{t}" for a in ("fc1", "fc2") for t in ("weight", "bias")})
     x = torch.randn(2, 16, 7, 7)
     torch.testing.assert_close(model(x), ref(x), rtol=0, atol=0)
@@ -685,7 +604,7 @@ layers:
 
 def test_convnext_block_is_torchvisions_cnblock() -> None:
     model = archspec.build(CONVNEXT_SPEC)
-    ref = CNBlock(8, 1e-6, 0.1)
+    ref = tv.module("models.convnext").CNBlock(8, 1e-6, 0.1)
     with torch.no_grad():
         ref.layer_scale.normal_()  # a non-trivial scale, so the branch matters
     names = {"conv1": "block.0", "layernorm1": "block.2", "channel_linear1": "block.3", "channel_linear2": "block.5"}
@@ -694,16 +613,8 @@ def test_convnext_block_is_torchvisions_cnblock() -> None:
     _load(model, ref, keys)
     graph = archspec.analyze(CONVNEXT_SPEC)
     assert graph.total.params == sum(p.numel() for p in ref.parameters())
-    x = torch.randn(2, 8, 9, 9)
-    model.eval()
-    ref.eval()
-    torch.testing.assert_close(model(x), ref(x), rtol=1e-5, atol=1e-6)
-    model.train()
-    ref.train()
-    torch.manual_seed(3)
-    got = model(x)
-    torch.manual_seed(3)
-    torch.testing.assert_close(got, ref(x), rtol=1e-5, atol=1e-6)
+    # eval mode, and training mode, where stochastic depth drops the same samples
+    assert_same_in_eval_and_train(model, ref, torch.randn(2, 8, 9, 9), rtol=1e-5, atol=1e-6, seed=3)
 
 
 def _readme_shufflenet_example() -> str:
@@ -714,30 +625,13 @@ def _readme_shufflenet_example() -> str:
     return found[0]
 
 
-class ShuffleUnit(nn.Module):
-    """torchvision/models/shufflenetv2.py's InvertedResidual with stride 1."""
-
-    def __init__(self, inp: int) -> None:
-        super().__init__()
-        c = inp // 2
-        self.branch2 = nn.Sequential(
-            nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
-            nn.Conv2d(c, c, 3, 1, 1, bias=False, groups=c), nn.BatchNorm2d(c),
-            nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = x.chunk(2, dim=1)
-        out = torch.cat((x1, self.branch2(x2)), dim=1)
-        return torchvision_channel_shuffle(out, 2)
-
-
 def test_readme_shufflenet_example_is_torchvisions_unit() -> None:
     spec = _readme_shufflenet_example()
     graph = archspec.analyze(spec, input_shape=(24, 6, 6))
     model = archspec.build(spec, input_shape=(24, 6, 6))
-    refs: list[nn.Module] = [ShuffleUnit(24) for _ in range(3)]
-    refs.append(SqueezeExcitation(24, 16, nn.Hardsigmoid))  # the example ends with its 'se' block
+    # torchvision's ShuffleNetV2 unit with stride 1 (InvertedResidual), three times, then its SE block
+    refs: list[nn.Module] = [tv.module("models.shufflenetv2").InvertedResidual(24, 24, 1) for _ in range(3)]
+    refs.append(tv.module("ops.misc").SqueezeExcitation(24, 16, scale_activation=nn.Hardsigmoid))  # the example's 'se'
     for ref in refs:
         with torch.no_grad():
             for m in ref.modules():
@@ -760,8 +654,6 @@ def test_readme_shufflenet_example_is_torchvisions_unit() -> None:
 
 def test_new_ops_trace_without_graph_breaks() -> None:
     """torch.compile sees one graph through every new layer (torch._dynamo.explain; nothing is compiled)."""
-    import torch._dynamo
-
     text = """\
 archspec: 1
 name: all_new
@@ -787,15 +679,7 @@ graph:
   us: {upsample: {scale: 2, mode: bilinear}}
 output: us
 """
-    model = archspec.build(text)
-    x = torch.randn(2, 8, 6, 6)
-    for training in (False, True):
-        model.train(training)
-        torch._dynamo.reset()
-        explanation = torch._dynamo.explain(model)(x)
-        assert explanation.graph_break_count == 0, explanation.break_reasons
-        assert explanation.graph_count == 1
-    torch._dynamo.reset()
+    assert_one_graph_in_train_and_eval(archspec.build(text), torch.randn(2, 8, 6, 6))
 
 
 def test_mul_is_an_expression_everywhere_merges_are() -> None:

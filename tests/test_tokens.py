@@ -26,6 +26,7 @@ from archspec.mapping import KeyMapping, export_state_dict, import_state_dict, m
 from archspec.ops import ALL_KINDS, FLAT, IMAGE, TOKENS, Op, ShapeError, check_kinds, describe_shape, get_op, shape_kind
 from archspec.testing import check_op
 from conftest import ROOT
+from helpers_models import assert_one_graph_in_train_and_eval
 from test_no_torch_import import _probe
 
 pytestmark = pytest.mark.usefixtures("two_threads")
@@ -137,19 +138,17 @@ def test_a_head_count_hint_names_divisors() -> None:
     assert exc.value.hint is not None and "4 or 6" in exc.value.hint
 
 
-def test_merges_of_tokens_check_what_they_join() -> None:
-    with pytest.raises(ShapeError, match="cannot concatenate token sequences with different features: 1×8 tokens, 6×4 tokens"):
-        check_op("concat", {}, [(1, 8), (6, 4)])
-    with pytest.raises(ShapeError, match="cannot concatenate tensors of different kinds: 6×8 tokens, 8×2×2"):
-        check_op("concat", {}, [(6, 8), (8, 2, 2)])
-    with pytest.raises(ShapeError, match="of different lengths: 5×8 tokens, 6×3 tokens"):
-        check_op("concat-features", {}, [(5, 8), (6, 3)])
-    with pytest.raises(ShapeError, match="cannot add tensors of different shapes: 5×8 \\+ 5×4"):
-        check_op("add", {}, [(5, 8), (5, 4)])
-    with pytest.raises(ShapeError, match="cannot multiply tensors of different kinds"):
-        check_op("mul", {}, [(5, 8), (8, 1, 1)])
-    with pytest.raises(ShapeError, match="their features differ"):
-        check_op("mul", {}, [(5, 8), (1, 4)])
+@pytest.mark.parametrize(("op", "shapes", "message"), [
+    ("concat", [(1, 8), (6, 4)], "cannot concatenate token sequences with different features: 1×8 tokens, 6×4 tokens"),
+    ("concat", [(6, 8), (8, 2, 2)], "cannot concatenate tensors of different kinds: 6×8 tokens, 8×2×2"),
+    ("concat-features", [(5, 8), (6, 3)], "of different lengths: 5×8 tokens, 6×3 tokens"),
+    ("add", [(5, 8), (5, 4)], "cannot add tensors of different shapes: 5×8 \\+ 5×4"),
+    ("mul", [(5, 8), (8, 1, 1)], "cannot multiply tensors of different kinds"),
+    ("mul", [(5, 8), (1, 4)], "their features differ"),
+])
+def test_merges_of_tokens_check_what_they_join(op: str, shapes: list[tuple[int, ...]], message: str) -> None:
+    with pytest.raises(ShapeError, match=message):
+        check_op(op, {}, shapes)
 
 
 def test_expressions_read_tokens_and_features() -> None:
@@ -366,15 +365,9 @@ def test_weights_flag_loads_a_torchvision_checkpoint(tmp_path: Path) -> None:
 
 
 def test_vit_compiles_without_graph_breaks_and_exports_with_a_dynamic_batch() -> None:
-    import torch._dynamo as dynamo
-
     model = _small_archspec()
     x = torch.randn(2, *SMALL_INPUT)
-    for training in (False, True):
-        model.train(training)
-        dynamo.reset()
-        explained = dynamo.explain(model)(x)
-        assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+    assert_one_graph_in_train_and_eval(model, x)
     model.eval()
     program = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     y = torch.randn(5, *SMALL_INPUT)

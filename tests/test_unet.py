@@ -9,9 +9,7 @@ Models run at 1×3×32×32 (the smallest size the four poolings and skips allow 
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from archspec.emit_python import emit_python
 from archspec.render import to_dot
 from archspec.summary import summary_table
 from conftest import SPECS
+from helpers_emit import assert_emitted_equals_build, load_emitted
 from weight_transfer import copy_weights
 
 pytestmark = pytest.mark.usefixtures("two_threads")
@@ -153,24 +152,10 @@ def test_same_function_with_copied_weights() -> None:
 
 def test_emit_python_render_and_summary_handle_two_input_blocks(tmp_path: Path) -> None:
     graph = archspec.analyze(UNET, input_shape=SMALL)
-    text = emit_python(graph)
-    path = tmp_path / "emitted_unet.py"
-    path.write_text(text, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[path.stem]
+    module, cls = load_emitted(emit_python(graph), tmp_path / "emitted_unet.py")
+    assert cls is module.Unet
     torch.manual_seed(0)
-    built = archspec.build(graph).eval()
-    ejected = module.Unet().eval()
-    ejected.load_state_dict(built.state_dict())
-    x = torch.randn(1, *SMALL)
-    with torch.no_grad():
-        torch.testing.assert_close(ejected(x), built(x))
+    assert_emitted_equals_build(graph, cls)
     # The diagram draws each up step as a cluster (or box) with both of its inputs wired in.
     dot = to_dot(graph)
     for i in range(1, 5):

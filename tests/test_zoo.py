@@ -23,6 +23,7 @@ from archspec.cli import main
 from archspec.errors import ArchspecError
 from archspec.mapping import find_mapping
 from conftest import ROOT, SPECS
+from helpers_models import randomize_batchnorm
 from torchvision_like import MODELS
 
 pytestmark = pytest.mark.usefixtures("two_threads")
@@ -309,21 +310,11 @@ def test_a_shipped_library_imports_its_neighbours(tmp_path: Path, monkeypatch: p
 # Weights
 
 
-def _randomize(model: nn.Module) -> None:
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-
-
 @pytest.fixture(scope="module")
 def resnet18_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, nn.Module]:
     torch.manual_seed(0)
     reference = MODELS["resnet18"]().eval()
-    _randomize(reference)
+    randomize_batchnorm(reference)
     path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
     torch.save(reference.state_dict(), path)
     return path, reference

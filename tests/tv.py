@@ -37,6 +37,13 @@ def torchvision_models() -> ModuleType:
     return importlib.import_module("torchvision.models")
 
 
+def module(name: str) -> ModuleType:
+    """torchvision's submodule ``name`` (e.g. ``"ops"``, ``"ops.misc"``, ``"models.convnext"``), imported as
+    :func:`torchvision_models` imports the package: the tests' oracle for single layers and blocks."""
+    torchvision_models()
+    return importlib.import_module(f"torchvision.{name}")
+
+
 def build(name: str, **kwargs: Any) -> Any:
     """torchvision's constructor ``name`` (e.g. ``"convnext_tiny"``) with random weights."""
     return getattr(torchvision_models(), name)(**kwargs)
