@@ -1,7 +1,7 @@
 """Checks shared by the tests that compare archspec models and specs with reference implementations.
 
-The references are torchvision's own code (imported through ``tests/tv.py``), the hand-written
-copies in ``tests/torchvision_like.py``, or modules written in a test.  Used by test_modern_cnns_a,
+The references are torchvision's own code (imported through ``tests/tv.py``) or modules written in a
+test.  Used by test_modern_cnns_a,
 test_modern_cnns_b, test_ops, test_imagenet, test_zoo, test_inplace and test_tokens.
 """
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import archspec
+import tv
 from archspec import analyze
 from archspec.errors import ArchspecError
 from archspec.mapping import KeyMapping, export_state_dict, find_mapping, import_state_dict
 from conftest import ROOT
-from helpers_models import assert_family_library, randomize_batchnorm
-from torchvision_like import MODELS, mobilenet_v2
+from helpers_models import assert_counts_match, assert_family_library, randomize_batchnorm
 
 IMAGENET = ROOT / "specs" / "imagenet"
 
@@ -38,8 +38,27 @@ FAMILIES = {"resnet": ["resnet18", "resnet34", "resnet50", "resnet101"], "densen
             "vgg": ["vgg11", "vgg11_bn", "vgg16"]}
 
 
+#: torchvision constructor arguments that give the spec's network: GoogLeNet without its auxiliary heads
+#: (``init_weights=True`` is torchvision's own default for random weights, passed to silence its warning).
+TV_KWARGS: dict[str, dict[str, object]] = {"googlenet": {"aux_logits": False, "init_weights": True}}
+
+
 def spec(name: str) -> Path:
     return IMAGENET / f"{name}.yaml"
+
+
+def torchvision_model(name: str, **kwargs: object) -> torch.nn.Module:
+    """torchvision's own model ``name`` (``tests/tv.py``), random weights, as the spec describes it."""
+    return tv.build(name, **{**TV_KWARGS.get(name, {}), **kwargs})
+
+
+def randomize_zeros(model: torch.nn.Module, seed: int = 1) -> None:
+    """Redraw every all-zero parameter (torchvision starts many biases at zero), so a mis-mapped bias shows."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
 
 
 def codes(exc: pytest.ExceptionInfo[ArchspecError]) -> list[str]:
@@ -99,8 +118,8 @@ def test_mobilenet_v2_structure() -> None:
 def test_mobilenet_v2_width_multiplier_matches_torchvision(width: float) -> None:
     graph = analyze(spec("mobilenet_v2"), {"width": width})
     with torch.device("meta"):
-        reference = mobilenet_v2(width_mult=width)
-    assert graph.total.params == sum(p.numel() for p in reference.parameters())
+        reference = torchvision_model("mobilenet_v2", width_mult=width)
+    assert_counts_match(graph, reference)
     channels = [n.shape[0] for n in graph.nodes.values() if n.op == "conv"]
     assert all(c % 8 == 0 for c in channels)
 
@@ -298,8 +317,9 @@ def test_imports_must_be_a_list_of_paths(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_mapping_covers_every_key_with_the_right_shape(name: str) -> None:
     with torch.device("meta"):
-        reference = MODELS[name]()
+        reference = torchvision_model(name)
     assert sum(p.numel() for p in reference.parameters()) == PUBLISHED[name][0]
+    assert_counts_match(analyze(spec(name)), reference)
     model = archspec.build(spec(name), device="meta")
     mapped = import_state_dict(spec(name), reference.state_dict())
     ours = model.state_dict()
@@ -313,16 +333,19 @@ def test_mapping_covers_every_key_with_the_right_shape(name: str) -> None:
                                             ("densenet121", 32), ("googlenet", 32)])
 def test_torchvision_state_dict_loads_and_outputs_match(name: str, size: int) -> None:
     torch.manual_seed(0)
-    reference = MODELS[name]().eval()
+    reference = torchvision_model(name).eval()
     randomize_batchnorm(reference)
+    randomize_zeros(reference)
     model = archspec.build(spec(name), input_shape=(3, size, size)).eval()
     result = model.load_state_dict(import_state_dict(spec(name), reference.state_dict()), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     x = torch.randn(1, 3, size, size)
     with torch.no_grad():
-        torch.testing.assert_close(model(x), reference(x), rtol=1e-4, atol=1e-5)
-    # and back: archspec weights load into the torchvision-structured module under torchvision's names
-    other = MODELS[name]().eval()
+        expected = reference(x)
+        assert expected.abs().max() > 0
+        torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
+    # and back: archspec weights load into torchvision's module under torchvision's names
+    other = torchvision_model(name).eval()
     other.load_state_dict(export_state_dict(spec(name), model.state_dict()), strict=True)
     with torch.no_grad():
         torch.testing.assert_close(other(x), reference(x), rtol=0, atol=0)
@@ -342,7 +365,7 @@ def test_mapping_examples_read_like_torchvision() -> None:
 
 def test_foreign_state_dict_is_refused_with_the_keys_named() -> None:
     with torch.device("meta"):
-        resnet18 = MODELS["resnet18"]()
+        resnet18 = torchvision_model("resnet18")
     with pytest.raises(ArchspecError) as exc:
         import_state_dict(spec("resnet50"), resnet18.state_dict())
     message = exc.value.format()

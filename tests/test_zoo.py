@@ -18,13 +18,13 @@ import torch
 from torch import nn
 
 import archspec
+import tv
 from archspec import shipped
 from archspec.cli import main
 from archspec.errors import ArchspecError
 from archspec.mapping import find_mapping
 from conftest import ROOT, SPECS
 from helpers_models import randomize_batchnorm
-from torchvision_like import MODELS
 
 pytestmark = pytest.mark.usefixtures("two_threads")
 
@@ -313,7 +313,7 @@ def test_a_shipped_library_imports_its_neighbours(tmp_path: Path, monkeypatch: p
 @pytest.fixture(scope="module")
 def resnet18_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, nn.Module]:
     torch.manual_seed(0)
-    reference = MODELS["resnet18"]().eval()
+    reference = tv.build("resnet18").eval()
     randomize_batchnorm(reference)
     path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
     torch.save(reference.state_dict(), path)
