@@ -384,7 +384,7 @@ def test_onnx_export_of_a_vit_keeps_the_batch_dynamic(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = archspec.build(graph).eval()
     out = tmp_path / "vit.onnx"
-    export_onnx(graph, out, model=model)  # traced with batch 1
+    export_onnx(graph, out, model=model)  # the default batch 1 (a dynamic batch is traced with 2)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape[0] == "batch"
     x = torch.randn(3, *SMALL_INPUT)

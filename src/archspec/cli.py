@@ -411,7 +411,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help=spec_help)
     p.add_argument("--format", choices=["onnx"], default="onnx", help="output format (default onnx)")
     p.add_argument("-o", "--output", metavar="FILE", required=True, help="output file")
-    p.add_argument("--batch-size", type=int, default=1, metavar="N", help="batch size of the example input (default 1)")
+    p.add_argument("--batch-size", type=int, default=1, metavar="N",
+                   help="batch size of the example input (default 1; a dynamic batch is traced with at least 2)")
     p.add_argument("--static-batch", action="store_true", help="fix the batch dimension instead of keeping it dynamic")
     p.add_argument("--opset", type=int, metavar="N", help="ONNX opset version (default: the exporter's)")
     p.add_argument("--set", metavar="NAME=VALUE", action="append", default=[], help="override a top-level parameter")

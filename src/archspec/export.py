@@ -57,19 +57,23 @@ def export_onnx(
     ``model`` exports an already built (e.g. trained) module of this graph instead of a fresh one.
 
     The input is named ``input`` and the output ``output``; the batch dimension is dynamic unless
-    ``dynamic_batch`` is false.  ``path`` is checked before any work (see :mod:`archspec.fsutil`;
-    ``protect`` lists input files it must not be), and an example input above
-    :data:`MAX_EXAMPLE_ELEMENTS` is refused (``E-LIMIT``).  Raises :class:`ArchspecError` when the
+    ``dynamic_batch`` is false.  ``batch_size`` is the batch of the example input torch traces with, and
+    the exported batch when it is static; a dynamic batch is traced with at least 2 samples, because torch
+    takes a dimension it sees at size 1 for a constant wherever the code depends on it (ConvNeXt's
+    channels-last layer norms feeding a conv, for one, would fail the export).  ``path`` is checked before
+    any work (see :mod:`archspec.fsutil`; ``protect`` lists input files it must not be), and an example
+    input above :data:`MAX_EXAMPLE_ELEMENTS` is refused (``E-LIMIT``).  Raises :class:`ArchspecError` when the
     ``onnx`` extra is missing, the output cannot be written, or the export fails.
     """
     check_output(path, protect=protect)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ArchspecError.single("E-TYPE", f"the batch size must be a whole number ≥ 1, got {batch_size!r}")
-    elements = batch_size * math.prod(graph.input_shape)
+    traced = max(batch_size, 2) if dynamic_batch else batch_size
+    elements = traced * math.prod(graph.input_shape)
     if elements > MAX_EXAMPLE_ELEMENTS:
         raise ArchspecError.single(
             "E-LIMIT",
-            f"the example input of batch {batch_size:,} × {'×'.join(map(str, graph.input_shape))} has "
+            f"the example input of batch {traced:,} × {'×'.join(map(str, graph.input_shape))} has "
             f"{elements:,} elements, more than the limit of {MAX_EXAMPLE_ELEMENTS:,}",
             Span(graph.path, 1, 1),
             hint="export with a small --batch-size: the batch dimension stays dynamic unless --static-batch is given",
@@ -91,7 +95,7 @@ def export_onnx(
     if model is None:
         model = lower(graph)
     model = model.eval()
-    x = torch.randn(batch_size, *graph.input_shape)
+    x = torch.randn(traced, *graph.input_shape)
     kwargs: dict[str, Any] = {"input_names": ["input"], "output_names": ["output"], "dynamo": True}
     if dynamic_batch:
         kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch")},)

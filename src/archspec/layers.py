@@ -360,13 +360,17 @@ class WindowAttention(nn.Module):
         if sh or sw:
             windows = shifted_window_mask(ph, pw, wh, ww, sh, sw, x).unsqueeze(1)  # windows, 1, size, size
             mask = (mask + windows).repeat(n, 1, 1, 1)  # the windows of every sample, in q's order
+        elif nh * nw == 1:  # one window: its bias spelled out for every sample, as broadcasting would ask whether n == 1
+            mask = mask.contiguous().expand(n, -1, -1, -1)  # (see the crop below; a view, no copy per sample)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         y = y.view(n, nh, nw, heads, wh, ww, c // heads).permute(0, 1, 4, 2, 5, 3, 6).contiguous().view(n, ph, pw, c)
         x = self.proj(y)
         if sh or sw:
             x = torch.roll(x, shifts=(sh, sw), dims=(1, 2))
         if (ph, pw) != (self.h, self.w):
-            x = x[:, : self.h, : self.w]
+            # cropped into a contiguous copy: reshaping the cropped view would ask whether n == 1, and an export traced
+            # with one sample (torch.onnx.export at batch 1) would then fix its batch to 1
+            x = x[:, : self.h, : self.w].clone(memory_format=torch.contiguous_format)
         return x.reshape(n, self.h * self.w, c)
 
     def extra_repr(self) -> str:
