@@ -5,7 +5,7 @@
     python benchmarks/bench_torchvision.py --preset transformers   # issue 15
     python benchmarks/bench_torchvision.py [--preset P] [--quick] [--nets NET,...] [--batches 1,32] [--target 1.02]
                                            [--parts forward,train,memory,compile] [--compile-nets resnet18,mobilenet_v2]
-                                           [--case-seconds 30] [--profile NET:forward|NET:train]
+                                           [--case-seconds 30] [--profile NET:forward|NET:train] [--keep-freed-memory]
 
 Presets (explicit flags override a preset's values; without ``--preset`` the defaults are ``batch32``'s):
 
@@ -49,6 +49,13 @@ training step at batch 32 takes many seconds per call on 2 cores) takes that lon
 prints each case's plan and estimate before timing it, and the elapsed time with every row.  ``--quick``:
 3 rounds of ≥ 20 ms samples, 1 compile round, for smoke testing.
 
+**Allocator.**  On CPU at batch 32, much of a call's time is page faults: glibc's malloc maps every
+large tensor afresh (``mmap``) and unmaps it when freed, so its pages are faulted in again on every call,
+and how many faults a network takes depends on the order its tensors are freed in, not on its
+arithmetic.  ``--keep-freed-memory`` re-runs the script with glibc told to keep freed memory (see
+``KEEP_FREED_MEMORY``): no faults, both sides about twice as fast, and the ratio then compares the
+work of the two models alone.  The default run keeps glibc's defaults, as a user's process has them.
+
 ``--profile resnet50:train`` prints the ``torch.profiler`` operator table (self CPU time) of both sides for
 one call at each batch of ``--batches``, to see where the time goes.
 """
@@ -70,6 +77,12 @@ from typing import Any
 import common
 
 PARTS = ["forward", "train", "memory", "compile"]
+#: ``--keep-freed-memory``: glibc's malloc then neither serves large blocks by ``mmap`` nor returns freed
+#: memory to the system, so a tensor allocated again reuses pages that are already mapped.  With the
+#: defaults, every tensor above glibc's (adaptive, at most 32 MB) ``mmap`` threshold is mapped afresh and
+#: page-faulted in on every call; at batch 32 that is about half of a forward's time on this machine,
+#: and how much of it a network pays depends on the order in which its tensors are freed.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
 PRESETS: dict[str, dict[str, Any]] = {
     "batch32": {"nets": ["resnet50", "mobilenet_v2", "densenet121", "efficientnet_b0"], "batches": [32],
                 "target": 1.02, "parts": ["forward", "train", "memory", "compile"]},
@@ -371,6 +384,8 @@ def _options(argv: list[str] | None = None) -> tuple[argparse.Namespace, argpars
     p.add_argument("--case-seconds", type=_positive, default=30.0, help="time each timed case aims at: rounds adapt "
                    f"between {MIN_ROUNDS} and {MAX_ROUNDS} (default 30)")
     p.add_argument("--profile", metavar="NET:MODE", help="only print the profiler tables of NET for forward or train")
+    p.add_argument("--keep-freed-memory", action="store_true", help="run with glibc's malloc keeping freed memory "
+                   f"({' '.join(f'{k}={v}' for k, v in KEEP_FREED_MEMORY.items())}): no page faults for re-allocated tensors")
     p.add_argument("--compile-worker", nargs=4, metavar=("NET", "SIDE", "OUT", "BATCH"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     preset = PRESETS[args.preset or DEFAULT_PRESET]
@@ -392,6 +407,11 @@ def _options(argv: list[str] | None = None) -> tuple[argparse.Namespace, argpars
 def main(argv: list[str] | None = None) -> None:
     """Run the selected parts and print the tables."""
     args, _ = _options(argv)
+    if args.keep_freed_memory and any(os.environ.get(k) != v for k, v in KEEP_FREED_MEMORY.items()):
+        # glibc reads these once, at start-up: run this script again in a process that has them
+        env = {**os.environ, **KEEP_FREED_MEMORY}
+        argv = sys.argv[1:] if argv is None else argv
+        raise SystemExit(subprocess.run([sys.executable, __file__, *argv], env=env, check=False).returncode)
     if args.compile_worker:
         name, side, out, batch = args.compile_worker
         _compile_worker(name, side, out, int(batch))
@@ -420,6 +440,8 @@ def _run(args: argparse.Namespace) -> None:
           f"{args.preset or '(none)'}: nets {','.join(args.nets)}, batches {','.join(map(str, args.batches))}, "
           f"parts {','.join(p for p in PARTS if p in parts)}, target {target}"
           f"{', quick' if args.quick else f', {args.case_seconds:g} s per case'}; start: {_load()}", flush=True)
+    print("allocator: " + ("glibc malloc keeping freed memory (" + " ".join(f"{k}={v}" for k, v in KEEP_FREED_MEMORY.items())
+                           + ")" if args.keep_freed_memory else "glibc malloc defaults"), flush=True)
     rows: list[list[str]] = []
     mem_rows: list[list[str]] = []
     compile_rows: list[list[str]] = []

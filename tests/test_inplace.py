@@ -1,7 +1,7 @@
 """In-place activations and sums: decided statically from the graph, bit-identical to the out-of-place network.
 
 ``archspec.lower_torch.inplace_nodes`` picks the activations (relu, relu6, hardtanh, leaky-relu, silu,
-hardswish, hardsigmoid, mish) and the ``add`` nodes whose input is a fresh tensor (conv, bn, add,
+hardswish, hardsigmoid, mish) and the ``add`` nodes whose input is a fresh tensor (conv, bn, add, layer-scale,
 concat, ..., possibly through identity, dropout or stochastic depth) that nothing else reads; the
 activations are built as ``nn.ReLU(inplace=True)`` etc., the sums written ``a.add_(b)``.  These tests
 check the decision on shipped and hand-made specs, that outputs, gradients and BatchNorm statistics are
@@ -41,6 +41,7 @@ CASES = {
     "googlenet": (IMAGENET / "googlenet.yaml", SMALL),
     "mobilenet_v3_small": (IMAGENET / "mobilenet_v3_small.yaml", SMALL),  # hardswish, hardsigmoid gates
     "efficientnet_b0": (IMAGENET / "efficientnet_b0.yaml", SMALL),  # silu, adds after stochastic depth
+    "convnext_tiny": (IMAGENET / "convnext_tiny.yaml", SMALL),  # adds after layer scale and stochastic depth
     "seed_resnet18": (SPECS / "resnet18.yaml", (1, 32, 32)),
     "seed_densenet": (SPECS / "densenet.yaml", (1, 32, 32)),
     "seed_googlenet": (SPECS / "googlenet.yaml", (1, 32, 32)),
@@ -124,9 +125,22 @@ def test_every_activation_and_sum_of_the_imagenet_specs_runs_in_place(name: str)
     assert "inplace=True" in repr(model.get_submodule(sorted(acts)[0]))
 
 
+def test_convnext_residual_sums_accumulate_into_the_layer_scale_output() -> None:
+    """As torchvision's CNBlock (``result = layer_scale * block(x)``, ``result += x``): every sum in place."""
+    path, shape = CASES["convnext_tiny"]
+    graph = archspec.analyze(path, input_shape=shape)
+    adds = [n for n in graph.nodes.values() if n.op == "add"]
+    assert len(adds) == 18
+    inplace = inplace_nodes(graph)
+    assert set(inplace) == {n.name for n in adds}
+    for node in adds:  # the value overwritten: stochastic depth (passing on) the layer scale's output
+        source = graph.nodes[node.inputs[inplace[node.name]]]
+        assert source.op == "stochastic-depth" and graph.nodes[source.inputs[0]].op == "layer-scale"
+
+
 DECISIONS = {
     # name: (graph body, {in-place node: index of the input it overwrites})
-    "after conv, bn, add, concat, mul": ("""
+    "after conv, bn, add, concat, mul, layer-scale": ("""
         c1:   {conv: {out: 4, k: 3, pad: 1}, from: input}
         a1:   {relu: {}, from: c1}
         c2:   {conv: {out: 4, k: 1}, from: a1}
@@ -140,8 +154,10 @@ DECISIONS = {
         g:    {conv: {out: 8, k: 1}, from: a4}
         m:    {mul: [g, a4]}
         a5:   {leaky-relu: {slope: 0}, from: m}
-        out:  {conv: {out: 2, k: 1}, from: a5}
-        """, {"a1": 0, "a2": 0, "s": 0, "a3": 0, "a4": 0, "a5": 0}),
+        ls:   {layer-scale: {init: 0.5}, from: a5}
+        a6:   {relu: {}, from: ls}
+        out:  {conv: {out: 2, k: 1}, from: a6}
+        """, {"a1": 0, "a2": 0, "s": 0, "a3": 0, "a4": 0, "a5": 0, "a6": 0}),
     "through identity, dropout, stochastic depth; silu-type activations": ("""
         c1:   {conv: {out: 4, k: 3, pad: 1}, from: input}
         d1:   {dropout: {p: 0.3}, from: c1}
@@ -263,7 +279,7 @@ def test_outputs_gradients_and_statistics_are_bit_identical(name: str) -> None:
     graph = archspec.analyze(path, input_shape=shape)
     torch.manual_seed(0)
     model = archspec.build(path, input_shape=shape)
-    assert _n_inplace(model) > 0
+    assert inplace_nodes(graph)
     reference = _out_of_place(model)
     assert _n_inplace(reference) == 0
     assert list(model.state_dict()) == list(reference.state_dict())

@@ -179,7 +179,7 @@ MODULE_PATHS: dict[str, dict[str, str]] = {
     },
     "convnext_tiny": {
         "features.stage3.cnblock9.residual_add1.layer_scale1": "features.5.8",
-        "features.stage1.cnblock1.residual_add1.block.channel_linear2": "features.1.0.block.5",
+        "features.stage1.cnblock1.residual_add1.block.linear2": "features.1.0.block.5",
         "features.downsample3.conv1": "features.6.1",
         "classifier.linear1": "classifier.2",
     },

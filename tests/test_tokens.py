@@ -191,6 +191,18 @@ def test_to_tokens_is_torchvisions_reshape_and_to_image_inverts_it() -> None:
     torch.testing.assert_close(back, x, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("batch", [1, 2])
+def test_to_image_of_contiguous_tokens_is_a_channels_last_image_with_canonical_strides(batch: int) -> None:
+    """As torchvision ConvNeXt's ``Permute``: a view whose strides a conv recognises as channels-last,
+    also at batch 1 (otherwise mkldnn copies the input to NCHW, and a depthwise conv's backward halves
+    in speed)."""
+    tokens = torch.randn(batch, 12, 6)
+    image = check_op("to-image", {"h": 3}, [(12, 6)]).module(tokens)
+    assert image.data_ptr() == tokens.data_ptr()  # a view, no copy
+    assert image.stride() == torch.empty(batch, 6, 3, 4, memory_format=torch.channels_last).stride()
+    assert torch.equal(image, tokens.permute(0, 2, 1).reshape(batch, 6, 3, 4))
+
+
 def test_learned_tokens_have_torchvisions_names_and_start() -> None:
     cls = check_op("class-token", {}, [(4, 6)]).module
     assert [n for n, _ in cls.named_parameters()] == ["class_token"] and cls.class_token.shape == (1, 1, 6)

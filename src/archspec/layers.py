@@ -179,8 +179,14 @@ class ToImage(nn.Module):
         self.w = w
 
     def forward(self, x: Tensor) -> Tensor:
-        """Tokens in row-major order back onto an h×w grid."""
-        return x.transpose(1, 2).unflatten(2, (self.h, self.w))
+        """Tokens in row-major order back onto an h×w grid.
+
+        Unflattened before the permute (torchvision ConvNeXt's ``Permute``), so that a contiguous
+        sequence becomes a channels-last image whose strides are canonical even for a batch of one:
+        ``transpose(1, 2).unflatten(2, …)`` gives the same values, but at batch 1 strides that the
+        next conv does not recognise as channels-last, and it then copies its input to NCHW.
+        """
+        return x.unflatten(1, (self.h, self.w)).permute(0, 3, 1, 2)
 
     def extra_repr(self) -> str:
         return f"h={self.h}, w={self.w}"

@@ -70,7 +70,8 @@ INPLACE_OPS = frozenset({"relu", "relu6", "hardtanh", "leaky-relu", "silu", "har
 #: dropout or stochastic depth in eval mode, which return their input or a view of it), and its backward
 #: reads its inputs and saved statistics but never its own output (unlike relu, sigmoid, tanh, softmax
 #: or an in-place op, whose saved result would be overwritten: autograd would raise).
-INPLACE_PRODUCERS = frozenset({"conv", "conv-transpose", "linear", "bn", "groupnorm", "add", "concat", "mul"})
+INPLACE_PRODUCERS = frozenset({"conv", "conv-transpose", "linear", "bn", "groupnorm", "add", "concat", "mul",
+                               "layer-scale"})
 #: Ops that return either their input itself or a fresh tensor, and whose backward never reads their
 #: output (identity; dropout and stochastic depth: the input in eval mode, ``input * mask`` in training).
 #: Their output may be overwritten when their input may: the overwritable value is followed through them.
