@@ -43,7 +43,7 @@ from .init import ModuleInit, module_init, seeded
 from .ir import DEFAULT_MAX_PARAMS, Graph, check_max_params
 from .ops import Counts, Op, Shape, get_op, is_builtin
 
-__all__ = ["ArchspecModule", "Block", "Lowering", "disable_inplace", "inplace_nodes", "lower"]
+__all__ = ["ArchspecModule", "Block", "Lowering", "disable_inplace", "inplace_nodes", "lower", "release_points"]
 
 # A step of the forward: (node name, kind, input names, spec position).  kind is "module" (call the
 # submodule at the node's dotted path), "inplace" (the same, for an activation that overwrites its
@@ -432,6 +432,49 @@ def _identifiers(names: Iterable[str], taken: set[str], *, private: bool = False
     return out
 
 
+def release_points(steps: tuple[Step, ...], output: str) -> dict[int, list[str]]:
+    """Where the generated ``forward`` drops each intermediate: step index → names, in ``del`` order.
+
+    A value lives exactly as long as it would in the same network written as a tree of
+    ``nn.Module`` s: its scope is the innermost container holding its producer and all its readers,
+    and it is released when the child of that scope that reads it last has returned (right after the
+    reader itself when that is a layer of the scope). Values released together go innermost scope
+    first, as nested calls return, and within a scope the newest first, as Python drops a tuple or
+    list of them (``torch.cat([a, b])``). Hand-written PyTorch (torchvision, timm) frees in this order, and
+    matching it matters more than it seems: on CPU, glibc reuses, trims and re-faults memory
+    according to the order of frees, and freeing each value after its very last reader instead
+    measured up to 1.25x slower at batch 32 with the same arithmetic (``benchmarks/README.md``,
+    "Where the time goes"). The cost is at most one block input held during that block, as in the
+    hand-written model.
+    """
+    index = {name: i for i, (name, _, _, _) in enumerate(steps)}
+    readers: dict[str, list[int]] = {}
+    last_in: dict[str, int] = {}  # container path → index of its last step
+    for i, (name, _, inputs, _) in enumerate(steps):
+        for a in inputs:
+            readers.setdefault(a, []).append(i)
+        parts = name.split(".")
+        for k in range(1, len(parts)):
+            last_in[".".join(parts[:k])] = i
+    found: dict[int, list[tuple[int, int, str]]] = {}
+    for value, reads in readers.items():
+        if value == output:
+            continue
+        scope = steps[index[value]][0].split(".")[:-1] if value in index else []
+        for r in reads:
+            path = steps[r][0].split(".")[:-1]
+            n = 0
+            while n < min(len(scope), len(path)) and scope[n] == path[n]:
+                n += 1
+            scope = scope[:n]
+        last = max(reads)
+        where = steps[last][0].split(".")
+        if len(where) > len(scope) + 1:  # read inside a child container: free when that child returns
+            last = max(last, last_in[".".join(where[: len(scope) + 1])])
+        found.setdefault(last, []).append((-len(scope), -index.get(value, -1), value))
+    return {i: [v for _, _, v in sorted(group)] for i, group in found.items()}
+
+
 def _source(plan: Plan, *, keep: bool) -> str:
     """Python source of ``forward`` (``keep=False``) or of ``intermediates`` (``keep=True``).
 
@@ -458,10 +501,7 @@ def _source(plan: Plan, *, keep: bool) -> str:
             containers[prefix] = ident
         return containers[prefix]
 
-    last_use: dict[str, int] = {}
-    for i, (_, _, inputs, _) in enumerate(steps):
-        for name in inputs:
-            last_use[name] = i
+    release = {} if keep else release_points(steps, output)
     for i, (name, kind, inputs, where) in enumerate(steps):
         args = [var[a] for a in inputs]
         if kind == "add" or (kind == "add_" and keep):
@@ -479,10 +519,8 @@ def _source(plan: Plan, *, keep: bool) -> str:
             expr = f"{container(prefix)}[{leaf!r}]({', '.join(args)})"
         note = "; ".join(filter(None, (_PRINTABLE.sub("?", where), "in place" if kind in ("inplace", "add_") else "")))
         body.append(f"{var[name]} = {expr}" + (f"  # {note}" if note else ""))
-        if not keep:
-            dead = [var[a] for a in dict.fromkeys(inputs) if last_use.get(a) == i and a != output]
-            if dead:
-                body.append(f"del {', '.join(dead)}")
+        if i in release:
+            body.append(f"del {', '.join(var[a] for a in release[i])}")
     if keep:
         items = ", ".join(f"{n!r}: {var[n]}" for n, _, _, _ in steps)
         header, ret = "def intermediates(self, x):", f"return {{{items}}}"
