@@ -440,12 +440,12 @@ def release_points(steps: tuple[Step, ...], output: str) -> dict[int, list[str]]
     and it is released when the child of that scope that reads it last has returned (right after the
     reader itself when that is a layer of the scope). Values released together go innermost scope
     first, as nested calls return, and within a scope the newest first, as Python drops a tuple or
-    list of them (``torch.cat([a, b])``). Hand-written PyTorch (torchvision, timm) frees in this order, and
-    matching it matters more than it seems: on CPU, glibc reuses, trims and re-faults memory
-    according to the order of frees, and freeing each value after its very last reader instead
-    measured up to 1.25x slower at batch 32 with the same arithmetic (``benchmarks/README.md``,
-    "Where the time goes"). The cost is at most one block input held during that block, as in the
-    hand-written model.
+    list of them (``torch.cat([a, b])``). A hand-written module tree (torchvision's models, checked
+    in ``tests/test_release.py``) frees in this order, and matching it matters more than it seems:
+    on CPU, glibc reuses, trims and re-faults memory according to the order of frees, and freeing
+    each value after its very last reader instead measured up to 1.29x slower at batch 32 with the
+    same arithmetic (``benchmarks/README.md``, "Where the time goes"). The cost is at most one block
+    input held during that block, as in the hand-written model.
     """
     index = {name: i for i, (name, _, _, _) in enumerate(steps)}
     readers: dict[str, list[int]] = {}
