@@ -460,13 +460,11 @@ def release_points(steps: tuple[Step, ...], output: str) -> dict[int, list[str]]
     for value, reads in readers.items():
         if value == output:
             continue
-        scope = steps[index[value]][0].split(".")[:-1] if value in index else []
+        scope = value.split(".")[:-1] if value in index else []  # the producer's container ("input": the model)
         for r in reads:
             path = steps[r][0].split(".")[:-1]
-            n = 0
-            while n < min(len(scope), len(path)) and scope[n] == path[n]:
-                n += 1
-            scope = scope[:n]
+            while scope != path[: len(scope)]:  # shrink to the innermost container holding this reader too
+                scope = scope[:-1]
         last = max(reads)
         where = steps[last][0].split(".")
         if len(where) > len(scope) + 1:  # read inside a child container: free when that child returns
